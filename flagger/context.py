@@ -1,0 +1,451 @@
+"""The context engine: ConText-style modifiers and their scope, on spaCy 3.8.
+
+A *trigger* ("no signs of", "if", "in 2019", "her friend's", "training") sets one
+context attribute on the target spans inside its *scope*:
+
+* ``negated``      the target is denied or absent
+* ``hypothetical`` conditional, advice, plans, questions
+* ``historical``   in the past or resolved
+* ``other_person`` about someone outside the subject and their household
+* ``professional`` a training, organisational or professional usage
+
+Scope runs forward, backward or both from the trigger, up to ``max_scope`` tokens,
+and stops at the sentence end, at a list boundary (``;`` or a line break) and at a
+terminating word ("but", "however", "apart from"). Pseudo-triggers ("not unusual",
+"no doubt", "cannot rule out") are matched only so that the shorter trigger inside
+them does not fire.
+
+The algorithm follows ConText (Harkema et al. 2009) and NegEx (Chapman et al. 2001);
+it is written here rather than taken from medspaCy because medspaCy pins spaCy < 3.8.
+Rules are data (``lexicons/context.yml``), validated on load.
+
+Everything that decides scope is a plain function over token indices so it can be
+tested without a pipeline; the spaCy component only finds triggers and annotates.
+"""
+
+from __future__ import annotations
+
+import bisect
+from dataclasses import dataclass, field
+from functools import lru_cache
+from pathlib import Path
+from typing import Any, Iterable, Literal, Sequence
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from spacy.language import Language
+from spacy.matcher import Matcher, PhraseMatcher
+from spacy.tokens import Doc, Span
+
+from .errors import LexiconError
+from .lexicon import CONTEXT_FILE, default_lexicon_dir
+from .schema import CONTEXT_ATTRIBUTES, ContextFlag
+
+Direction = Literal["forward", "backward", "bidirectional", "terminate", "pseudo"]
+
+
+class ContextRuleModel(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    id: str = Field(pattern=r"^[a-z_]+\.[a-z0-9_]+$")
+    literal: str | None = None
+    pattern: list[dict[str, Any]] | None = None
+    attribute: Literal["negated", "hypothetical", "historical", "other_person", "professional"] | None = None
+    direction: Direction
+    max_scope: int = Field(8, ge=1, le=60)
+    applies_to: list[Literal["negated", "hypothetical", "historical", "other_person", "professional"]] | None = None
+    source: str
+
+    @model_validator(mode="after")
+    def _shape(self) -> "ContextRuleModel":
+        if (self.literal is None) == (self.pattern is None):
+            raise ValueError("give exactly one of 'literal' or 'pattern'")
+        if self.literal is not None and not self.literal.strip():
+            raise ValueError("'literal' is blank")
+        if self.direction in ("forward", "backward", "bidirectional") and self.attribute is None:
+            raise ValueError(f"a {self.direction} rule needs an 'attribute'")
+        if self.direction in ("terminate", "pseudo") and self.attribute is not None:
+            raise ValueError(f"a {self.direction} rule sets no 'attribute' (use 'applies_to' to limit a terminator)")
+        if self.applies_to is not None and self.direction != "terminate":
+            raise ValueError("'applies_to' is only for terminate rules")
+        return self
+
+
+class ContextFileModel(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    version: str = Field(pattern=r"^\d+\.\d+\.\d+$")
+    description: str | None = None
+    sources: dict[str, str] = Field(min_length=1)
+    rules: list[ContextRuleModel] = Field(min_length=1)
+
+
+@dataclass(frozen=True)
+class ContextRule:
+    id: str
+    attribute: str | None
+    direction: str
+    max_scope: int
+    applies_to: frozenset[str]
+    literal: str | None
+    pattern: tuple[dict[str, Any], ...] | None
+    source: str
+
+
+@dataclass(frozen=True)
+class ContextRules:
+    version: str
+    rules: tuple[ContextRule, ...]
+    sources: dict[str, str]
+
+
+def load_context_rules(path: Path | str | None = None) -> ContextRules:
+    """Load and validate the context rules file.
+
+    Raises:
+        LexiconError: naming the file, the rule and the field of every problem.
+    """
+    p = Path(path) if path is not None else default_lexicon_dir() / CONTEXT_FILE
+    name = p.name
+    try:
+        data = yaml.safe_load(p.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise LexiconError([f"{name}: context rules file not found"]) from None
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        at = f" at line {mark.line + 1}" if mark else ""
+        raise LexiconError([f"{name}: not valid YAML{at}"]) from None
+    if not isinstance(data, dict):
+        raise LexiconError([f"{name}: expected a mapping with version, sources, rules"])
+    try:
+        model = ContextFileModel.model_validate(data)
+    except ValidationError as exc:
+        problems = []
+        for e in exc.errors():
+            loc = e["loc"]
+            if len(loc) >= 2 and loc[0] == "rules" and isinstance(loc[1], int):
+                rid = None
+                try:
+                    rid = data["rules"][loc[1]].get("id")
+                except (KeyError, IndexError, TypeError, AttributeError):
+                    pass
+                who = f"rule {rid!r} (rules[{loc[1]}])" if rid else f"rules[{loc[1]}]"
+                fld = ".".join(str(x) for x in loc[2:]) or "(entry)"
+                problems.append(f"{name}: {who} field '{fld}': {e['msg']}")
+            else:
+                problems.append(f"{name}: field '{'.'.join(str(x) for x in loc)}': {e['msg']}")
+        raise LexiconError(problems) from None
+    problems = []
+    seen: set[str] = set()
+    from spacy.lang.en import English
+
+    check = Matcher(English().vocab, validate=True)
+    for i, r in enumerate(model.rules):
+        if r.id in seen:
+            problems.append(f"{name}: rule {r.id!r} (rules[{i}]) field 'id': duplicate id")
+        seen.add(r.id)
+        if r.source not in model.sources:
+            problems.append(f"{name}: rule {r.id!r} field 'source': {r.source!r} is not a key of 'sources'")
+        if r.pattern is not None:
+            try:
+                check.add(r.id, [r.pattern])
+            except (ValueError, KeyError, TypeError) as exc:
+                problems.append(f"{name}: rule {r.id!r} field 'pattern': {str(exc).strip().splitlines()[0][:200]}")
+    if problems:
+        raise LexiconError(problems)
+    rules = tuple(
+        ContextRule(
+            id=r.id,
+            attribute=r.attribute,
+            direction=r.direction,
+            max_scope=r.max_scope,
+            applies_to=frozenset(r.applies_to or CONTEXT_ATTRIBUTES),
+            literal=r.literal,
+            pattern=tuple(r.pattern) if r.pattern is not None else None,
+            source=r.source,
+        )
+        for r in model.rules
+    )
+    return ContextRules(version=model.version, rules=rules, sources=dict(model.sources))
+
+
+# ---------------------------------------------------------------------------
+# Pure functions over token indices
+
+
+@dataclass(frozen=True)
+class Trigger:
+    """A matched rule: tokens [start, end) in the doc, characters [start_char, end_char)."""
+
+    rule: ContextRule
+    start: int
+    end: int
+    start_char: int
+    end_char: int
+    text: str
+
+
+@dataclass
+class Scope:
+    trigger: Trigger
+    start: int  # token index, inclusive
+    end: int  # token index, exclusive
+
+
+def resolve_overlaps(triggers: Sequence[Trigger]) -> list[Trigger]:
+    """Keep the longest of overlapping triggers (a pseudo "not unusual" beats "not").
+
+    Ties go to the earlier start. Returned in document order.
+    """
+    ordered = sorted(triggers, key=lambda t: (-(t.end - t.start), t.start))
+    taken: list[Trigger] = []
+    used: set[int] = set()
+    for t in ordered:
+        toks = range(t.start, t.end)
+        if any(i in used for i in toks):
+            continue
+        taken.append(t)
+        used.update(toks)
+    return sorted(taken, key=lambda t: t.start)
+
+
+def segment_bounds(n_tokens: int, boundaries: Sequence[int], index: int) -> tuple[int, int]:
+    """The [start, end) of the segment holding token ``index``.
+
+    ``boundaries`` are sorted token indices that start a new segment (sentence starts,
+    tokens after ';' or a line break).
+    """
+    pos = bisect.bisect_right(boundaries, index)
+    start = boundaries[pos - 1] if pos > 0 else 0
+    end = boundaries[pos] if pos < len(boundaries) else n_tokens
+    return start, end
+
+
+def compute_scope(trigger: Trigger, seg: tuple[int, int], terminators: Sequence[Trigger]) -> Scope:
+    """Scope of one modifying trigger inside its segment, cut at terminators."""
+    rule = trigger.rule
+    seg_start, seg_end = seg
+    start, end = trigger.start, trigger.end
+    if rule.direction in ("forward", "bidirectional"):
+        end = min(seg_end, trigger.end + rule.max_scope)
+        for term in terminators:
+            if rule.attribute in term.rule.applies_to and trigger.end <= term.start < end:
+                end = term.start
+                break
+    if rule.direction in ("backward", "bidirectional"):
+        start = max(seg_start, trigger.start - rule.max_scope)
+        for term in reversed(terminators):
+            if rule.attribute in term.rule.applies_to and start <= term.start < trigger.start:
+                start = term.end
+                break
+    return Scope(trigger=trigger, start=start, end=end)
+
+
+def flags_for_target(scopes: Iterable[Scope], start: int, end: int) -> dict[str, Trigger]:
+    """Which attributes apply to the target tokens [start, end), and their triggers.
+
+    A trigger that overlaps the target itself does not modify it (the "no" inside the
+    indicator "no food in the house"). Where several triggers set one attribute, the
+    nearest wins.
+    """
+    found: dict[str, tuple[int, Trigger]] = {}
+    for sc in scopes:
+        t = sc.trigger
+        if t.start < end and start < t.end:
+            continue
+        if sc.start < end and start < sc.end:
+            dist = start - t.end if t.end <= start else t.start - end
+            attr = t.rule.attribute
+            if attr not in found or dist < found[attr][0]:
+                found[attr] = (dist, t)
+    return {a: t for a, (_, t) in found.items()}
+
+
+# ---------------------------------------------------------------------------
+# The engine and the spaCy component
+
+
+@dataclass
+class ContextAssessment:
+    """The context of one target span (the answer of :func:`assess`)."""
+
+    start: int
+    end: int
+    flags: list[ContextFlag] = field(default_factory=list)
+
+    def _has(self, attr: str) -> bool:
+        return any(f.attribute == attr for f in self.flags)
+
+    @property
+    def negated(self) -> bool:
+        return self._has("negated")
+
+    @property
+    def hypothetical(self) -> bool:
+        return self._has("hypothetical")
+
+    @property
+    def historical(self) -> bool:
+        return self._has("historical")
+
+    @property
+    def other_person(self) -> bool:
+        return self._has("other_person")
+
+    @property
+    def professional(self) -> bool:
+        return self._has("professional")
+
+    def trigger(self, attr: str) -> ContextFlag | None:
+        return next((f for f in self.flags if f.attribute == attr), None)
+
+    def as_dict(self) -> dict[str, Any]:
+        return {a: self._has(a) for a in CONTEXT_ATTRIBUTES} | {
+            "triggers": [f.model_dump() for f in self.flags]
+        }
+
+
+class ContextEngine:
+    """Finds triggers in a Doc and works out which spans they modify."""
+
+    def __init__(self, vocab, rules: ContextRules):
+        self.rules = rules
+        self.version = rules.version
+        self._phrase = PhraseMatcher(vocab, attr="LOWER")
+        self._matcher = Matcher(vocab)
+        self._by_key: dict[int, ContextRule] = {}
+        from spacy.lang.en import English
+
+        tok = English().tokenizer
+        for r in rules.rules:
+            key = vocab.strings.add(r.id)
+            self._by_key[key] = r
+            if r.literal is not None:
+                self._phrase.add(r.id, [tok(r.literal)])
+            else:
+                self._matcher.add(r.id, [list(r.pattern)])
+
+    def find_triggers(self, doc: Doc) -> list[Trigger]:
+        """Every trigger in the doc, overlaps resolved, in document order."""
+        raw = []
+        for key, s, e in list(self._phrase(doc)) + list(self._matcher(doc)):
+            r = self._by_key[key]
+            span = doc[s:e]
+            raw.append(Trigger(r, s, e, span.start_char, span.end_char, span.text))
+        return resolve_overlaps(raw)
+
+    @staticmethod
+    def boundaries(doc: Doc) -> list[int]:
+        """Token indices that start a segment: sentence starts and list items."""
+        out = []
+        for tok in doc:
+            if tok.i == 0:
+                continue
+            if tok.is_sent_start:
+                out.append(tok.i)
+            else:
+                prev = doc[tok.i - 1]
+                if prev.text == ";" or "\n" in prev.text or "\n" in prev.whitespace_:
+                    out.append(tok.i)
+        return out
+
+    def scopes(self, doc: Doc, triggers: Sequence[Trigger] | None = None,
+               ignore: Sequence[tuple[int, int]] = ()) -> list[Scope]:
+        """Scopes of the modifying triggers, skipping triggers inside ``ignore`` spans."""
+        triggers = self.find_triggers(doc) if triggers is None else triggers
+        bounds = self.boundaries(doc)
+        n = len(doc)
+        terminators = [t for t in triggers if t.rule.direction == "terminate"]
+        out = []
+        for t in triggers:
+            if t.rule.direction in ("terminate", "pseudo"):
+                continue
+            if any(s <= t.start and t.end <= e for s, e in ignore):
+                continue
+            out.append(compute_scope(t, segment_bounds(n, bounds, t.start), terminators))
+        return out
+
+    def assess_spans(self, doc: Doc, spans: Sequence[Span]) -> list[ContextAssessment]:
+        """Context of each span. Triggers that fall inside one of the spans are part of
+        an indicator ("no food in the house"), not modifiers of the others."""
+        ignore = [(s.start, s.end) for s in spans]
+        scopes = self.scopes(doc, ignore=ignore)
+        out = []
+        for s in spans:
+            found = flags_for_target(scopes, s.start, s.end)
+            flags = [
+                ContextFlag(attribute=a, rule=t.rule.id, trigger=t.text, start=t.start_char, end=t.end_char)
+                for a, t in sorted(found.items(), key=lambda kv: CONTEXT_ATTRIBUTES.index(kv[0]))
+            ]
+            out.append(ContextAssessment(start=s.start_char, end=s.end_char, flags=flags))
+        return out
+
+
+if not Span.has_extension("context"):
+    Span.set_extension("context", default=None)
+
+
+@Language.factory(
+    "flagger_context",
+    default_config={"rules_path": None, "span_keys": ["flagger_hits"], "use_ents": False},
+)
+def make_context_component(nlp: Language, name: str, rules_path: str | None,
+                           span_keys: list[str], use_ents: bool) -> "ContextComponent":
+    return ContextComponent(nlp, rules=load_context_rules(rules_path), span_keys=span_keys, use_ents=use_ents)
+
+
+class ContextComponent:
+    """Sets ``span._.context`` (a :class:`ContextAssessment`) on spans in the given
+    ``doc.spans`` groups and, with ``use_ents``, on ``doc.ents``."""
+
+    def __init__(self, nlp: Language, *, rules: ContextRules, span_keys: Sequence[str] = ("flagger_hits",),
+                 use_ents: bool = False):
+        self.engine = ContextEngine(nlp.vocab, rules)
+        self.span_keys = list(span_keys)
+        self.use_ents = use_ents
+
+    def __call__(self, doc: Doc) -> Doc:
+        groups: list[Sequence[Span]] = [doc.spans[k] for k in self.span_keys if k in doc.spans]
+        if self.use_ents:
+            groups.append(doc.ents)
+        for spans in groups:
+            if not len(spans):
+                continue
+            for span, assessment in zip(spans, self.engine.assess_spans(doc, list(spans))):
+                span._.context = assessment
+        return doc
+
+
+@lru_cache(maxsize=4)
+def _default_engine(rules_path: str | None) -> tuple[Language, ContextEngine]:
+    from .pipeline import build_base_nlp
+
+    nlp = build_base_nlp()
+    return nlp, ContextEngine(nlp.vocab, load_context_rules(rules_path))
+
+
+def assess(text: str, start: int, end: int, *, rules_path: str | None = None) -> ContextAssessment:
+    """The context of the target ``text[start:end]``.
+
+    Args:
+        text: the whole note (or sentence).
+        start, end: character offsets of the target (end exclusive).
+        rules_path: a context rules file other than the bundled one.
+
+    Returns:
+        A :class:`ContextAssessment` with ``negated``, ``hypothetical``,
+        ``historical``, ``other_person`` and ``professional`` and the trigger of each.
+
+    Raises:
+        ValueError: when the offsets are outside the text.
+    """
+    if not (0 <= start < end <= len(text)):
+        raise ValueError(f"target offsets {start}-{end} are outside a text of length {len(text)}")
+    from .pipeline import normalise
+
+    nlp, engine = _default_engine(rules_path)
+    doc = nlp(normalise(text))
+    span = doc.char_span(start, end, alignment_mode="expand")
+    result = engine.assess_spans(doc, [span])[0]
+    result.start, result.end = start, end
+    return result

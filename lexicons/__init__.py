@@ -1,0 +1,1 @@
+"""Bundled lexicon files (data package; see README.md here)."""

@@ -1,0 +1,1 @@
+"""Bundled model artefacts (data package; see MODEL_CARD.md)."""
