@@ -11,7 +11,7 @@ import os
 from functools import lru_cache
 from typing import Literal
 
-from pydantic import Field, field_validator
+from pydantic import Field, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
@@ -36,6 +36,48 @@ class Settings(BaseSettings):
         if not v.startswith(("sqlite", "postgresql")):
             raise ValueError("database_url must be a sqlite:// or postgresql:// URL")
         return v
+
+    # --- HTTP service (issue #6: api/, `flagger serve`) ---
+    host: str = Field("127.0.0.1", description="Address `flagger serve` binds to (loopback by default).")
+    port: int = Field(8000, ge=1, le=65535, description="Port `flagger serve` listens on.")
+    workers: int = Field(1, ge=1, le=64, description="Worker processes; each loads its own Flagger once.")
+    api_max_batch: int = Field(100, gt=0, le=10_000, description="Most notes in one POST /v1/scan (else 413).")
+    api_max_body_bytes: int = Field(
+        5_000_000, gt=0, le=200_000_000,
+        description="Largest request body in bytes, checked before parsing (else 413).",
+    )
+    rate_limit_per_minute: int = Field(600, gt=0, description="Sustained requests per minute per API key.")
+    rate_limit_burst: int = Field(60, gt=0, description="Requests a key may make at once before throttling.")
+    api_key_cache_seconds: float = Field(
+        5.0, ge=0, le=300,
+        description="How long a verified key is trusted without asking the store; revocation takes effect "
+                    "within this time in other workers (0: check the store on every request).",
+    )
+    cors_origins: list[str] = Field(
+        default_factory=list, description="Origins allowed by CORS; empty (default) turns CORS off."
+    )
+    cors_allow_credentials: bool = Field(False, description="Allow credentials on CORS requests.")
+    graceful_shutdown_seconds: int = Field(
+        15, ge=1, le=600, description="How long `flagger serve` waits for requests in flight on shutdown."
+    )
+
+    @field_validator("cors_origins")
+    @classmethod
+    def _origins_are_urls(cls, v: list[str]) -> list[str]:
+        for origin in v:
+            if origin != "*" and not origin.startswith(("http://", "https://")):
+                raise ValueError(f"CORS origin {origin!r} must start with http:// or https:// (or be '*')")
+        return v
+
+    @model_validator(mode="after")
+    def _safe_service(self) -> "Settings":
+        # A wildcard origin with credentials lets any web page act with a user's credentials.
+        if self.cors_allow_credentials and "*" in self.cors_origins:
+            raise ValueError("cors_origins '*' cannot be used with cors_allow_credentials; list the origins")
+        if self.api_max_body_bytes < 1_000:
+            raise ValueError("api_max_body_bytes below 1000 would refuse every request")
+        return self
+    # --- end HTTP service ---
 
 
 @lru_cache(maxsize=1)
