@@ -37,6 +37,40 @@ class Settings(BaseSettings):
             raise ValueError("database_url must be a sqlite:// or postgresql:// URL")
         return v
 
+    # --- review workspace (issue #7: api/review/, `flagger users/purge/audit`) ---
+    review_cookie_secure: bool = Field(
+        False, description="Mark the review session cookie Secure (set true whenever served over HTTPS)."
+    )
+    review_cookie_samesite: Literal["lax", "strict"] = Field(
+        "strict", description="SameSite for the review session cookie (never 'none')."
+    )
+    review_session_hours: int = Field(12, ge=1, le=168, description="A review session lasts this long.")
+    review_second_review_high_reject: bool = Field(
+        False, description="Rejecting a high-level suggestion needs a second reviewer's sign-off."
+    )
+    review_local_procedure: str = Field(
+        "If a child is in immediate danger, call 999. Otherwise follow your local safeguarding "
+        "procedure and contact your Designated Safeguarding Lead or the local MASH.",
+        min_length=10, max_length=2000,
+        description="Local procedure text shown on every review page (who to call, how to refer).",
+    )
+    review_team_hidden_categories: dict[str, list[str]] = Field(
+        default_factory=dict,
+        description='Categories each team may not see, e.g. {"youth": ["cse"]}; added to each user\'s own list.',
+    )
+
+    @field_validator("review_team_hidden_categories")
+    @classmethod
+    def _known_hidden(cls, v: dict[str, list[str]]) -> dict[str, list[str]]:
+        from .categories import CATEGORY_KEYS
+
+        for team, cats in v.items():
+            bad = [c for c in cats if c not in CATEGORY_KEYS]
+            if bad:
+                raise ValueError(f"team {team!r}: unknown categories {', '.join(bad)}")
+        return v
+    # --- end review workspace ---
+
     # --- HTTP service (issue #6: api/, `flagger serve`) ---
     host: str = Field("127.0.0.1", description="Address `flagger serve` binds to (loopback by default).")
     port: int = Field(8000, ge=1, le=65535, description="Port `flagger serve` listens on.")
