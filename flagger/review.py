@@ -400,6 +400,7 @@ class DecisionView(BaseModel):
     new_level: str | None = None
     by: str = Field(description="Display name of the person who decided.")
     by_username: str
+    by_user_id: int | None = None
     at: datetime
     versions_seen: dict[str, Any] = Field(default_factory=dict)
 

@@ -915,7 +915,7 @@ def _sg_order(sg: Suggestion) -> tuple:
 def _suggestion_view(sg: Suggestion) -> rv.SuggestionView:
     decisions = [rv.DecisionView(id=d.id, action=d.action, reason=d.reason, comment=d.comment,
                                  new_category=d.new_category, new_level=d.new_level, by=d.user.display_name,
-                                 by_username=d.user.username, at=_aware(d.created_at),
+                                 by_username=d.user.username, by_user_id=d.user_id, at=_aware(d.created_at),
                                  versions_seen=d.versions_seen or {}) for d in sg.decisions]
     recat = next((d for d in reversed(decisions) if d.action == "recategorise"), None)
     return rv.SuggestionView(
