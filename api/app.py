@@ -28,6 +28,7 @@ from flagger.errors import ConflictError, FlaggerError, InputRecordError, NotFou
 from flagger.settings import Settings, get_settings
 
 from .auth import KeyCache
+from .contracts import SCAN_TAGS
 from .limits import BodyLimitMiddleware, RateLimiter
 from .metrics import AccessMiddleware, Metrics
 from .service import ops, v1
@@ -68,6 +69,8 @@ def _clean_errors(errors: list[dict[str, Any]]) -> list[dict[str, Any]]:
     for e in errors:
         loc = [p if not isinstance(p, str) or len(p) <= _LOC_PART_MAX else p[:_LOC_PART_MAX] + "..."
                for p in e.get("loc", ())]
+        if len(loc) >= 2 and loc[0] == "body" and loc[1] in SCAN_TAGS:
+            del loc[1]  # the union's tag ("one"/"batch") is ours, not a field the client sent
         out.append({"loc": loc, "msg": str(e.get("msg", "invalid")), "type": str(e.get("type", "value_error"))})
     return out
 

@@ -95,6 +95,9 @@ class ScanBatch(BaseModel):
                                            "(idempotent per note id and text).")
 
 
+SCAN_TAGS = ("batch", "one")
+
+
 def _scan_kind(value: Any) -> str:
     if isinstance(value, dict):
         return "batch" if "notes" in value else "one"
