@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import logging
 import time
+from datetime import datetime, timezone
 from importlib import resources
 from pathlib import Path
 from typing import Annotated, Any
@@ -217,9 +218,14 @@ def models(request: Request, _: Principal = Depends(require_role())) -> ModelsOu
 
 # -- keys (admin) ---------------------------------------------------------------------
 
+def _utc(t: datetime | None) -> datetime | None:
+    # SQLite hands back naive datetimes; the store writes UTC, so say so (RFC 3339).
+    return t.replace(tzinfo=timezone.utc) if t is not None and t.tzinfo is None else t
+
+
 def _key_out(k) -> KeyOut:
-    return KeyOut(key_id=k.key_id, name=k.name, role=k.role, created_at=k.created_at,
-                  revoked_at=k.revoked_at, last_used_at=k.last_used_at)
+    return KeyOut(key_id=k.key_id, name=k.name, role=k.role, created_at=_utc(k.created_at),
+                  revoked_at=_utc(k.revoked_at), last_used_at=_utc(k.last_used_at))
 
 
 @v1.get("/keys", response_model=KeysOut, responses=AUTH_ERRORS, tags=["keys"], summary="List API keys (admin)")
