@@ -35,7 +35,7 @@ REVIEW = r"^/(v1/)?review"
 
 
 @schema.exclude(path_regex=REVIEW).parametrize()
-@settings(max_examples=30, deadline=None, suppress_health_check=list(HealthCheck))
+@settings(max_examples=30, deadline=None, database=None, suppress_health_check=list(HealthCheck))
 def test_api_schema_conformance(case):
     case.call_and_validate(headers=ADMIN, checks=CHECKS)
 
@@ -43,6 +43,6 @@ def test_api_schema_conformance(case):
 @pytest.mark.xfail(strict=False, reason="issue #7: huge integer ids in /v1/review paths give 500 "
                                         "(SQLite OverflowError); reported to the review workspace")
 @schema.include(path_regex=REVIEW).parametrize()
-@settings(max_examples=15, deadline=None, suppress_health_check=list(HealthCheck))
+@settings(max_examples=15, deadline=None, database=None, suppress_health_check=list(HealthCheck))
 def test_api_schema_conformance_review_routes(case):
     case.call_and_validate(headers=ADMIN, checks=CHECKS)
