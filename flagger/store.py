@@ -215,10 +215,13 @@ class ReviewStore:
         url: SQLAlchemy URL, e.g. ``sqlite:///flagger.db`` or
             ``postgresql+psycopg://user@host/db``.
         migrate: bring the schema up to date (Alembic ``upgrade head``) on open.
+        password_hasher: an ``argon2.PasswordHasher`` (default: argon2id, library defaults).
     """
 
-    def __init__(self, url: str, *, migrate: bool = True):
+    def __init__(self, url: str, *, migrate: bool = True, password_hasher: Any = None):
         self.url = url
+        # argon2id with the library's defaults (RFC 9106 low-memory profile); tests pass a cheaper one.
+        self._ph = password_hasher or _hasher()
         if url.startswith("postgresql://"):
             url = "postgresql+psycopg://" + url.removeprefix("postgresql://")
         self.engine = create_engine(url, future=True, pool_pre_ping=True)
@@ -375,7 +378,7 @@ class ReviewStore:
             if s.scalar(select(User.id).where(User.username == username)) is not None:
                 raise StoreError(f"user {username!r} already exists")
             u = User(username=username, display_name=display_name or username,
-                     password_hash=_hasher().hash(password) if password else None,
+                     password_hash=self._ph.hash(password) if password else None,
                      role=role, team=team, hidden_categories=hidden, disabled=False)
             s.add(u)
             s.flush()
@@ -404,7 +407,7 @@ class ReviewStore:
             u = s.scalar(select(User).where(User.username == username))
             if u is None:
                 raise NotFoundError(f"no user {username!r}")
-            u.password_hash = _hasher().hash(password)
+            u.password_hash = self._ph.hash(password)
             self.add_audit(s, actor=actor, action="user_password", object_type="user", object_id=u.id)
 
     def list_users(self) -> list[User]:
@@ -422,7 +425,7 @@ class ReviewStore:
         """The active user with this password, or None. Every attempt is audited."""
         from argon2.exceptions import InvalidHashError, VerificationError
 
-        ph = _hasher()
+        ph = self._ph
         with self.session() as s, s.begin():
             u = s.scalar(select(User).where(User.username == username))
             ok = False

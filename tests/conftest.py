@@ -78,11 +78,18 @@ def store_url(request, tmp_path) -> str:
     return _fresh_pg_db(request.getfixturevalue("pg_server"))
 
 
+def fast_hasher():
+    """argon2id with tiny costs: real hashing, fast enough for many test users."""
+    from argon2 import PasswordHasher
+
+    return PasswordHasher(time_cost=1, memory_cost=1024, parallelism=1)
+
+
 @pytest.fixture
 def store(store_url):
     from flagger.store import ReviewStore
 
-    st = ReviewStore(store_url)
+    st = ReviewStore(store_url, password_hasher=fast_hasher())
     yield st
     st.engine.dispose()
 
