@@ -98,7 +98,7 @@ def test_review_api_note_page_highlights_with_labels(app):
     assert re.search(r'<mark class="seg ev cat-missing"[^>]*>went missing</mark><span class="tag cat-missing">'
                      r'\[missing · medium\]</span>', html)
     assert re.search(r'<mark class="seg ev cat-county_lines"[^>]*>two phones</mark>', html)
-    assert "Earlier in this case" in html and "n-002" in html
+    assert "Other notes in this case" in html and "n-002" in html
 
 
 @pytest.mark.parametrize("user, sees_cse", [("ann", True), ("cai", False)])
