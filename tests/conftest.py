@@ -40,14 +40,15 @@ def pg_server():
         subprocess.run(["id", "postgres"], check=True, capture_output=True)
     except subprocess.CalledProcessError:
         pytest.skip("no 'postgres' system user to run a throwaway PostgreSQL cluster")
-    root = Path(tempfile.mkdtemp(prefix="flagger-pg-"))
+    # In memory where we can, and without fsync: a throwaway cluster needs no durability.
+    root = Path(tempfile.mkdtemp(prefix="flagger-pg-", dir="/dev/shm" if os.path.isdir("/dev/shm") else None))
     data = root / "data"
     shutil.chown(root, "postgres", "postgres")
     port = _free_port()
     as_pg = ["runuser", "-u", "postgres", "--"]
     subprocess.run([*as_pg, str(PG_BIN / "initdb"), "-D", str(data), "-A", "trust", "-U", "postgres"],
                    check=True, capture_output=True)
-    subprocess.run([*as_pg, str(PG_BIN / "pg_ctl"), "-D", str(data), "-o", f"-p {port} -k {root} -h 127.0.0.1",
+    subprocess.run([*as_pg, str(PG_BIN / "pg_ctl"), "-D", str(data), "-o", f"-p {port} -k {root} -h 127.0.0.1 -F -c full_page_writes=off",
                     "-l", str(root / "log"), "-w", "start"], check=True, capture_output=True)
     try:
         yield f"postgresql+psycopg://postgres@127.0.0.1:{port}"
@@ -60,22 +61,26 @@ def pg_server():
 _db_counter = itertools.count()
 
 
-def _fresh_pg_db(base: str) -> str:
+def _pg_admin(base: str, sql: str) -> None:
     import psycopg
 
-    name = f"flagger_test_{os.getpid()}_{next(_db_counter)}"
     plain = base.replace("postgresql+psycopg://", "postgresql://")
     with psycopg.connect(plain + "/postgres", autocommit=True) as conn:
-        conn.execute(f'CREATE DATABASE "{name}"')
-    return f"{base}/{name}"
+        conn.execute(sql)
 
 
 @pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
-def store_url(request, tmp_path) -> str:
-    """A URL for an empty review database: a SQLite file, then a fresh PostgreSQL database."""
+def store_url(request, tmp_path):
+    """A URL for an empty review database: a SQLite file, then a fresh PostgreSQL database
+    (dropped after the test)."""
     if request.param == "sqlite":
-        return f"sqlite:///{tmp_path / 'review.db'}"
-    return _fresh_pg_db(request.getfixturevalue("pg_server"))
+        yield f"sqlite:///{tmp_path / 'review.db'}"
+        return
+    base = request.getfixturevalue("pg_server")
+    name = f"flagger_test_{os.getpid()}_{next(_db_counter)}"
+    _pg_admin(base, f'CREATE DATABASE "{name}"')
+    yield f"{base}/{name}"
+    _pg_admin(base, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
 def fast_hasher():
