@@ -11,7 +11,8 @@ import logging
 
 import click
 
-from .core import check_cmd, lexicon_group, scan_cmd
+from .batch import scan_cmd  # issue #5
+from .core import check_cmd, lexicon_group
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})

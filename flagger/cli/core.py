@@ -1,18 +1,13 @@
-"""Core commands: scan, check, lexicon check."""
+"""Core commands: check, lexicon check. (``scan`` lives in :mod:`flagger.cli.batch`.)"""
 
 from __future__ import annotations
 
-import json
 import sys
-import time
-from collections import Counter
 from pathlib import Path
 
 import click
 
 from ..errors import FlaggerError, LexiconError
-
-EXIT_PARTIAL = 3
 
 
 def _fail(exc: Exception) -> "click.ClickException":
@@ -26,59 +21,6 @@ def _make_flagger(model: str | None):
         return Flagger(model=model)
     except FlaggerError as exc:
         raise _fail(exc) from None
-
-
-@click.command("scan")
-@click.argument("input_path", metavar="IN", type=click.Path(dir_okay=False, path_type=Path))
-@click.option("-o", "--output", type=click.Path(dir_okay=False, path_type=Path), default=None,
-              help="Write results here (JSONL). Default: stdout.")
-@click.option("--format", "fmt", type=click.Choice(["jsonl", "csv"]), default=None,
-              help="Input format (default: from the file name).")
-@click.option("--id-col", default="id", show_default=True, help="CSV column holding the note id.")
-@click.option("--text-col", default="text", show_default=True, help="CSV column holding the note text.")
-@click.option("--encoding", default="utf-8-sig", show_default=True, help="CSV text encoding (e.g. cp1252).")
-@click.option("--model", type=click.Choice(["tfidf", "minilm", "none"]), default=None,
-              help="Classifier to fuse with the lexicons (default: settings, tfidf).")
-@click.option("-q", "--quiet", is_flag=True, help="No summary on stderr.")
-def scan_cmd(input_path: Path, output: Path | None, fmt: str | None, id_col: str, text_col: str,
-             encoding: str, model: str | None, quiet: bool) -> None:
-    """Scan notes in IN (JSONL or CSV) and write one result per record, in order."""
-    from ..batch import detect_format, read_csv, read_jsonl
-
-    if not input_path.exists():
-        raise click.ClickException(f"{input_path}: file not found")
-    try:
-        kind = detect_format(input_path, fmt)
-        source = (read_jsonl(input_path) if kind == "jsonl"
-                  else read_csv(input_path, id_col=id_col, text_col=text_col, encoding=encoding))
-        flagger = _make_flagger(model)
-        out = open(output, "w", encoding="utf-8") if output else sys.stdout
-        counts: Counter[str] = Counter()
-        started = time.perf_counter()
-        try:
-            for result in flagger.scan_numbered(source):
-                out.write(result.model_dump_json() + "\n")
-                counts["records"] += 1
-                counts[result.status] += 1
-                if result.concerns:
-                    counts["flagged"] += 1
-                for c in result.concerns:
-                    counts[f"cat:{c.category}"] += 1
-        finally:
-            if output:
-                out.close()
-    except FlaggerError as exc:
-        raise _fail(exc) from None
-    elapsed = time.perf_counter() - started
-    if not quiet:
-        cats = ", ".join(f"{k[4:]} {v}" for k, v in sorted(counts.items()) if k.startswith("cat:")) or "none"
-        click.echo(
-            f"{counts['records']} records: {counts['scanned']} scanned, {counts['flagged']} flagged, "
-            f"{counts['error']} in error ({elapsed:.1f}s). Concerns by category: {cats}.",
-            err=True,
-        )
-    if counts["error"]:
-        sys.exit(EXIT_PARTIAL if counts["scanned"] else 1)
 
 
 _COLOURS = ["red", "yellow", "magenta", "cyan", "blue", "green"]
