@@ -349,7 +349,7 @@ def input_fingerprint(path: Path) -> dict[str, Any]:
 # ----------------------------------------------------------------------------------
 # Results as rows
 # ----------------------------------------------------------------------------------
-RESULT_COLUMNS = ("id", "status", "categories", "max_level", "concerns", "suppressed", "error_code",
+RESULT_COLUMNS = ("id", "status", "categories", "levels", "max_level", "concerns", "suppressed", "error_code",
                   "error_reason", "error_line", "case_id", "note_date", "author_role", "team",
                   "versions", "schema_version")
 CSV_COLUMNS = ("id", "status", "case_id", "note_date", "author_role", "team", "category", "level", "score",
@@ -371,6 +371,7 @@ def result_row(result) -> dict[str, Any]:
         "id": result.id,
         "status": result.status,
         "categories": [c.category for c in result.concerns],
+        "levels": levels,
         "max_level": max(levels, key=_LEVEL_RANK.get) if levels else None,
         "concerns": json.dumps([c.model_dump(mode="json") for c in result.concerns], ensure_ascii=False),
         "suppressed": json.dumps([e.model_dump(mode="json") for e in result.suppressed], ensure_ascii=False),
@@ -429,7 +430,7 @@ def _parquet_schema():
 
     s = pa.string()
     return pa.schema([
-        ("id", s), ("status", s), ("categories", pa.list_(s)), ("max_level", s), ("concerns", s),
+        ("id", s), ("status", s), ("categories", pa.list_(s)), ("levels", pa.list_(s)), ("max_level", s), ("concerns", s),
         ("suppressed", s), ("error_code", s), ("error_reason", s), ("error_line", pa.int64()),
         ("case_id", s), ("note_date", s), ("author_role", s), ("team", s), ("versions", s),
         ("schema_version", s),
