@@ -20,7 +20,8 @@ For other routers (e.g. ``api.review``)::
 ``require_role(*roles)`` accepts a key whose role is one of ``roles`` or ``admin``;
 with no key it answers 401 with ``WWW-Authenticate: Bearer``, with the wrong role 403,
 over the key's rate 429 with ``Retry-After``. It needs ``app.state.store`` (a
-``ReviewStore``) and ``app.state.rate_limiter``, which ``api.app.create_app`` sets.
+``ReviewStore``), ``app.state.rate_limiter``, ``app.state.key_cache`` and
+``app.state.key_lock``, which ``api.app.create_app`` sets.
 ``principal.actor`` (``"key:<key_id>"``) is the actor name for audit events.
 
 Verified keys are cached in process for ``api_key_cache_seconds`` (default 5 s) so a
@@ -37,6 +38,7 @@ from dataclasses import dataclass
 from typing import Callable
 
 from fastapi import Depends, HTTPException, Request
+from fastapi.concurrency import run_in_threadpool
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
 ROLES = ("scanner", "reviewer", "admin")
@@ -95,9 +97,14 @@ def _unauthorized(detail: str) -> HTTPException:
     return HTTPException(401, detail, headers={"WWW-Authenticate": 'Bearer realm="flagger"'})
 
 
-def authenticate(request: Request,
-                 credentials: HTTPAuthorizationCredentials | None = Depends(bearer)) -> Principal:
-    """The calling key, or 401. Also applies the key's rate limit (429)."""
+async def authenticate(request: Request,
+                       credentials: HTTPAuthorizationCredentials | None = Depends(bearer)) -> Principal:
+    """The calling key, or 401. Also applies the key's rate limit (429).
+
+    Async so a cached key costs no thread hop; a cache miss asks the store in the
+    thread pool, one miss at a time per worker, so many clients arriving when a key's
+    cache entry expires do not all write ``last_used_at`` to the store at once.
+    """
     if credentials is None or credentials.scheme.lower() != "bearer" or not credentials.credentials:
         raise _unauthorized("an API key is required: send 'Authorization: Bearer <key>'")
     token = credentials.credentials
@@ -105,11 +112,14 @@ def authenticate(request: Request,
     cache: KeyCache = app.state.key_cache
     principal = cache.get(token)
     if principal is None:
-        key = app.state.store.verify_api_key(token)
-        if key is None:
-            raise _unauthorized("the API key is unknown or revoked")
-        principal = Principal(key_id=key.key_id, name=key.name, role=key.role)
-        cache.put(token, principal)
+        async with app.state.key_lock:
+            principal = cache.get(token)  # another request may have just verified it
+            if principal is None:
+                key = await run_in_threadpool(app.state.store.verify_api_key, token)
+                if key is None:
+                    raise _unauthorized("the API key is unknown or revoked")
+                principal = Principal(key_id=key.key_id, name=key.name, role=key.role)
+                cache.put(token, principal)
     request.state.key_id = principal.key_id
     wait = app.state.rate_limiter.acquire(principal.key_id)
     if wait > 0:
@@ -129,7 +139,7 @@ def require_role(*roles: str) -> Callable[..., Principal]:
         raise ValueError(f"unknown role(s) {sorted(unknown)}; roles are {ROLES}")
     allowed = set(roles) | {"admin"}
 
-    def dependency(principal: Principal = Depends(authenticate)) -> Principal:
+    async def dependency(principal: Principal = Depends(authenticate)) -> Principal:
         if roles and principal.role not in allowed:
             raise HTTPException(403, f"this key's role '{principal.role}' may not do this; "
                                      f"needs {' or '.join(sorted(allowed))}")
