@@ -629,7 +629,8 @@ class ParquetSink:
 
 def make_sink(fmt: str, path: Path | None, *, resume_state: Mapping[str, Any] | None = None):
     if fmt == "parquet":
-        return ParquetSink(path, resume_state=resume_state)
+        rows = int(os.environ.get("FLAGGER_PARQUET_PART_ROWS", "20000"))
+        return ParquetSink(path, resume_state=resume_state, part_rows=rows)
     if fmt == "csv":
         return CsvSink(path, resume_state=resume_state)
     return JsonlSink(path, resume_state=resume_state)
@@ -1068,6 +1069,9 @@ def run_scan(job: ScanJob, *, progress_stream: IO[str] | None = None,
         stats = ScanStats.from_dict(cp["stats"])
         if cp.get("done"):
             log.info("the run had already finished; nothing to do")
+            if job.out_fmt != "parquet" and job.output.stat().st_size > cp["sink"]["offset"]:
+                with open(job.output, "r+b") as fh:  # bytes written after the final commit
+                    fh.truncate(cp["sink"]["offset"])
             return stats
         done_records, sink_state = cp["records"], cp["sink"]
     elif cp_path is not None and cp_path.exists():
