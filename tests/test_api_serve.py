@@ -1,0 +1,68 @@
+"""`flagger serve` for real: a subprocess on 127.0.0.1, a scan, a graceful SIGTERM, and
+its logs (uvicorn's and the JSON access lines) free of note text."""
+
+from __future__ import annotations
+
+import json
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import httpx
+import pytest
+
+from test_api_service import SECRET, write_lexicons
+
+FLAGGER = str(Path(sys.executable).with_name("flagger"))
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.mark.slow
+def test_api_serve_subprocess_scans_and_shuts_down_gracefully(tmp_path):
+    lex = write_lexicons(tmp_path / "lex")
+    env = {"PATH": "/usr/bin:/bin", "HOME": str(tmp_path),
+           "FLAGGER_DATABASE_URL": f"sqlite:///{tmp_path / 'review.db'}",
+           "FLAGGER_LEXICON_DIR": str(lex), "FLAGGER_CONTEXT_RULES": str(lex / "context.yml")}
+    from flagger.store import ReviewStore  # keys CLI is tested in test_api_cli.py; save a start-up here
+
+    _, token = ReviewStore(env["FLAGGER_DATABASE_URL"]).create_api_key("t", "scanner")
+    port = _free_port()
+    out, err = tmp_path / "stdout.log", tmp_path / "stderr.log"
+    with open(out, "w") as o, open(err, "w") as e:
+        proc = subprocess.Popen([FLAGGER, "serve", "--port", str(port), "--model", "none"], env=env,
+                                stdout=o, stderr=e)
+        try:
+            url = f"http://127.0.0.1:{port}"
+            deadline = time.monotonic() + 90
+            while True:
+                assert proc.poll() is None, err.read_text()
+                try:
+                    if httpx.get(f"{url}/readyz", timeout=2).status_code == 200:
+                        break
+                except httpx.HTTPError:
+                    pass
+                assert time.monotonic() < deadline, "not ready in 90 s"
+                time.sleep(0.3)
+            auth = {"Authorization": f"Bearer {token}"}
+            r = httpx.post(f"{url}/v1/scan", json={"id": "s1", "text": SECRET, "queue": True}, headers=auth)
+            assert r.status_code == 200 and r.json()["results"][0]["concerns"][0]["category"] == "county_lines"
+            assert httpx.post(f"{url}/v1/scan?text=went+missing", json={"id": "s2", "text": SECRET, "x": 1},
+                              headers=auth).status_code == 422
+        finally:
+            proc.send_signal(signal.SIGTERM)
+            proc.wait(timeout=30)
+    logs_out, logs_err = out.read_text(), err.read_text()
+    assert "Finished server process" in logs_err and "Application shutdown complete" in logs_err
+    access = [json.loads(line) for line in logs_out.splitlines() if line.startswith("{")]
+    assert [(a["endpoint"], a["status"]) for a in access if a["endpoint"] == "/v1/scan"] == [
+        ("/v1/scan", 200), ("/v1/scan", 422)]
+    for text in (logs_out, logs_err):
+        assert SECRET not in text and "burner" not in text and "went+missing" not in text
