@@ -128,12 +128,15 @@ def get_session(master: str = "local[*]", app_name: str = "flagger-scan"):
     # Executors must run this same interpreter, where flagger is installed.
     os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
     os.environ.setdefault("PYSPARK_DRIVER_PYTHON", sys.executable)
-    return (SparkSession.builder.master(master).appName(app_name)
-            .config("spark.ui.enabled", "false")
-            .config("spark.sql.execution.arrow.maxRecordsPerBatch", "500")
-            .config("spark.sql.shuffle.partitions", "8")
-            .config("spark.driver.memory", os.environ.get("FLAGGER_SPARK_DRIVER_MEMORY", "2g"))
-            .getOrCreate())
+    spark = (SparkSession.builder.master(master).appName(app_name)
+             .config("spark.ui.enabled", "false")
+             .config("spark.ui.showConsoleProgress", "false")
+             .config("spark.sql.execution.arrow.maxRecordsPerBatch", "500")
+             .config("spark.sql.shuffle.partitions", "8")
+             .config("spark.driver.memory", os.environ.get("FLAGGER_SPARK_DRIVER_MEMORY", "2g"))
+             .getOrCreate())
+    spark.sparkContext.setLogLevel("ERROR")
+    return spark
 
 
 def read_export(spark, path: Path, read: ReadOptions):

@@ -33,7 +33,8 @@ def test_batch_spark_dataframe_matches_local(spark, test_lexicon_dir):
     from flagger.batch import EngineConfig, ReadOptions, result_from_row
     from flagger.spark import LINE_COL, scan_dataframe, with_line_numbers
 
-    df = with_line_numbers(spark.read.parquet(str(DATA / "notes.parquet")).repartition(3))
+    # Number the rows in file order first, then shuffle them over 3 partitions.
+    df = with_line_numbers(spark.read.parquet(str(DATA / "notes.parquet"))).repartition(3)
     res = scan_dataframe(df, read=ReadOptions(), engine=EngineConfig(model="none", lexicon_dir=str(test_lexicon_dir)),
                          line_col=LINE_COL)
     rows = sorted((r.asDict() for r in res.collect()), key=lambda r: r[LINE_COL])
