@@ -8,6 +8,8 @@ context attribute on the target spans inside its *scope*:
 * ``historical``   in the past or resolved
 * ``other_person`` about someone outside the subject and their household
 * ``professional`` a training, organisational or professional usage
+* ``uncertain``    possible, suspected, at risk of: recorded, but it does not
+  suppress, because a suspected harm is what a DSL needs to see
 
 Scope runs forward, backward or both from the trigger, up to ``max_scope`` tokens,
 and stops at the sentence end, at a list boundary (``;`` or a line break) and at a
@@ -38,8 +40,8 @@ from spacy.matcher import Matcher, PhraseMatcher
 from spacy.tokens import Doc, Span
 
 from .errors import LexiconError
-from .lexicon import CONTEXT_FILE, default_lexicon_dir
-from .schema import CONTEXT_ATTRIBUTES, ContextFlag
+from .lexicon import CONTEXT_FILE, default_lexicon_dir, load_yaml
+from .schema import CONTEXT_ATTRIBUTES, SUPPRESSING_ATTRIBUTES, ContextAttribute, ContextFlag
 
 Direction = Literal["forward", "backward", "bidirectional", "terminate", "pseudo"]
 
@@ -50,10 +52,10 @@ class ContextRuleModel(BaseModel):
     id: str = Field(pattern=r"^[a-z_]+\.[a-z0-9_]+$")
     literal: str | None = None
     pattern: list[dict[str, Any]] | None = None
-    attribute: Literal["negated", "hypothetical", "historical", "other_person", "professional"] | None = None
+    attribute: ContextAttribute | None = None
     direction: Direction
     max_scope: int = Field(8, ge=1, le=60)
-    applies_to: list[Literal["negated", "hypothetical", "historical", "other_person", "professional"]] | None = None
+    applies_to: list[ContextAttribute] | None = None
     source: str
 
     @model_validator(mode="after")
@@ -108,7 +110,7 @@ def load_context_rules(path: Path | str | None = None) -> ContextRules:
     p = Path(path) if path is not None else default_lexicon_dir() / CONTEXT_FILE
     name = p.name
     try:
-        data = yaml.safe_load(p.read_text(encoding="utf-8"))
+        data = load_yaml(p.read_text(encoding="utf-8"))
     except FileNotFoundError:
         raise LexiconError([f"{name}: context rules file not found"]) from None
     except yaml.YAMLError as exc:
@@ -193,20 +195,19 @@ class Scope:
 
 
 def resolve_overlaps(triggers: Sequence[Trigger]) -> list[Trigger]:
-    """Keep the longest of overlapping triggers (a pseudo "not unusual" beats "not").
+    """Drop a trigger that overlaps a longer one (a pseudo "not unusual" beats "not").
 
-    Ties go to the earlier start. Returned in document order.
+    Triggers on exactly the same tokens all stay (one literal can be both a forward
+    and a backward rule). Between overlapping triggers of equal length the earlier
+    start wins. Returned in document order.
     """
     ordered = sorted(triggers, key=lambda t: (-(t.end - t.start), t.start))
     taken: list[Trigger] = []
-    used: set[int] = set()
     for t in ordered:
-        toks = range(t.start, t.end)
-        if any(i in used for i in toks):
+        if any(k.start < t.end and t.start < k.end and (k.start, k.end) != (t.start, t.end) for k in taken):
             continue
         taken.append(t)
-        used.update(toks)
-    return sorted(taken, key=lambda t: t.start)
+    return sorted(taken, key=lambda t: (t.start, t.end))
 
 
 def segment_bounds(n_tokens: int, boundaries: Sequence[int], index: int) -> tuple[int, int]:
@@ -296,6 +297,15 @@ class ContextAssessment:
     def professional(self) -> bool:
         return self._has("professional")
 
+    @property
+    def uncertain(self) -> bool:
+        return self._has("uncertain")
+
+    @property
+    def suppressed(self) -> bool:
+        """True when any attribute that stops a hit raising a concern is set."""
+        return any(f.attribute in SUPPRESSING_ATTRIBUTES for f in self.flags)
+
     def trigger(self, attr: str) -> ContextFlag | None:
         return next((f for f in self.flags if f.attribute == attr), None)
 
@@ -325,36 +335,44 @@ class ContextEngine:
             else:
                 self._matcher.add(r.id, [list(r.pattern)])
 
-    def find_triggers(self, doc: Doc) -> list[Trigger]:
-        """Every trigger in the doc, overlaps resolved, in document order."""
+    def find_triggers(self, doclike: Doc | Span) -> list[Trigger]:
+        """Every trigger in a Doc or Span, overlaps resolved, in document order.
+
+        Offsets are always token indices into the Doc.
+        """
+        doc = doclike.doc if isinstance(doclike, Span) else doclike
+        base = doclike.start if isinstance(doclike, Span) else 0
+        found = list(self._phrase(doclike))  # PhraseMatcher gives Doc offsets
+        found += [(k, s + base, e + base) for k, s, e in self._matcher(doclike)]  # Matcher: Span offsets
         raw = []
-        for key, s, e in list(self._phrase(doc)) + list(self._matcher(doc)):
-            r = self._by_key[key]
+        for key, s, e in found:
             span = doc[s:e]
-            raw.append(Trigger(r, s, e, span.start_char, span.end_char, span.text))
+            raw.append(Trigger(self._by_key[key], s, e, span.start_char, span.end_char, span.text))
         return resolve_overlaps(raw)
 
     @staticmethod
-    def boundaries(doc: Doc) -> list[int]:
-        """Token indices that start a segment: sentence starts and list items."""
+    def boundaries(doc: Doc, start: int = 0, end: int | None = None) -> list[int]:
+        """Token indices in [start, end) that start a segment: sentence starts and list
+        items (after ';' or a line break)."""
+        end = len(doc) if end is None else end
         out = []
-        for tok in doc:
-            if tok.i == 0:
-                continue
+        for i in range(max(start, 1), end):
+            tok = doc[i]
             if tok.is_sent_start:
-                out.append(tok.i)
+                out.append(i)
             else:
-                prev = doc[tok.i - 1]
+                prev = doc[i - 1]
                 if prev.text == ";" or "\n" in prev.text or "\n" in prev.whitespace_:
-                    out.append(tok.i)
+                    out.append(i)
         return out
 
-    def scopes(self, doc: Doc, triggers: Sequence[Trigger] | None = None,
+    def scopes(self, doc: Doc, start: int = 0, end: int | None = None,
                ignore: Sequence[tuple[int, int]] = ()) -> list[Scope]:
-        """Scopes of the modifying triggers, skipping triggers inside ``ignore`` spans."""
-        triggers = self.find_triggers(doc) if triggers is None else triggers
-        bounds = self.boundaries(doc)
-        n = len(doc)
+        """Scopes of the modifying triggers in tokens [start, end) (default: the whole
+        doc), skipping triggers inside ``ignore`` spans."""
+        end = len(doc) if end is None else end
+        triggers = self.find_triggers(doc[start:end] if (start, end) != (0, len(doc)) else doc)
+        bounds = [start] + self.boundaries(doc, start, end)
         terminators = [t for t in triggers if t.rule.direction == "terminate"]
         out = []
         for t in triggers:
@@ -362,17 +380,26 @@ class ContextEngine:
                 continue
             if any(s <= t.start and t.end <= e for s, e in ignore):
                 continue
-            out.append(compute_scope(t, segment_bounds(n, bounds, t.start), terminators))
+            seg = segment_bounds(end, bounds, t.start)
+            out.append(compute_scope(t, seg, terminators))
         return out
 
     def assess_spans(self, doc: Doc, spans: Sequence[Span]) -> list[ContextAssessment]:
         """Context of each span. Triggers that fall inside one of the spans are part of
-        an indicator ("no food in the house"), not modifiers of the others."""
+        an indicator ("no food in the house"), not modifiers of the others.
+
+        Scope never crosses a sentence end, so only the sentences holding a span are
+        searched for triggers; the rest of a long note costs nothing here.
+        """
         ignore = [(s.start, s.end) for s in spans]
-        scopes = self.scopes(doc, ignore=ignore)
+        by_sent: dict[tuple[int, int], list[Scope]] = {}
         out = []
         for s in spans:
-            found = flags_for_target(scopes, s.start, s.end)
+            sent = doc[s.start].sent
+            key = (sent.start, max(sent.end, s.end))
+            if key not in by_sent:
+                by_sent[key] = self.scopes(doc, key[0], key[1], ignore=ignore)
+            found = flags_for_target(by_sent[key], s.start, s.end)
             flags = [
                 ContextFlag(attribute=a, rule=t.rule.id, trigger=t.text, start=t.start_char, end=t.end_char)
                 for a, t in sorted(found.items(), key=lambda kv: CONTEXT_ATTRIBUTES.index(kv[0]))

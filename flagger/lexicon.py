@@ -11,6 +11,7 @@ from __future__ import annotations
 import hashlib
 import re
 from dataclasses import dataclass
+from functools import lru_cache
 from importlib import resources
 from pathlib import Path
 from typing import Any, Iterable
@@ -22,6 +23,14 @@ from .categories import CATEGORIES
 from .errors import LexiconError
 
 CONTEXT_FILE = "context.yml"
+# libyaml's C loader when PyYAML was built with it: the pure-Python loader took ~10 s
+# to read the lexicons, most of the start-up time of every worker.
+_YAML_LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+
+
+def load_yaml(text: str):
+    """Parse YAML safely (no arbitrary objects), with the C loader when available."""
+    return yaml.load(text, Loader=_YAML_LOADER)  # noqa: S506 - a SafeLoader
 _ID_RE = re.compile(r"^[a-z_]+\.[a-z0-9_]+$")
 
 
@@ -132,13 +141,20 @@ def _loc(loc: tuple[Any, ...], data: Any) -> str:
     return "field '" + ".".join(str(p) for p in loc) + "'"
 
 
+@lru_cache(maxsize=1)
+def _check_vocab():
+    from spacy.lang.en import English
+
+    return English().vocab
+
+
 def _check_patterns(ind: IndicatorModel, where: str) -> list[str]:
     """Compile each token pattern in a throwaway Matcher to catch spaCy's own errors."""
-    from spacy.lang.en import English
     from spacy.matcher import Matcher
 
     problems = []
-    matcher = Matcher(English().vocab, validate=True)
+    # One shared vocab: building English() per indicator made start-up take minutes.
+    matcher = Matcher(_check_vocab(), validate=True)
     for i, pattern in enumerate(ind.patterns):
         try:
             matcher.add(f"p{i}", [pattern])
@@ -152,7 +168,7 @@ def load_lexicon_file(path: Path) -> tuple[Lexicon | None, list[str]]:
     """Parse and validate one lexicon file. Returns the lexicon (or None) and problems."""
     name = path.name
     try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+        data = load_yaml(path.read_text(encoding="utf-8"))
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         at = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""

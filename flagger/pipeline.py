@@ -11,7 +11,9 @@ from __future__ import annotations
 import unicodedata
 from functools import lru_cache
 
+import numpy as np
 import spacy
+from spacy.attrs import IS_SPACE, LEMMA, LOWER, ORTH, SENT_START
 from spacy.language import Language
 from spacy.tokens import Doc
 
@@ -47,7 +49,8 @@ class LookupLemmatizer:
     """Sets ``token.lemma`` from the English lookup table, on the lower-cased form.
 
     spaCy's own lookup lemmatizer keys on the exact text, so sentence-initial "Went"
-    would not become "go". This is a dictionary lookup with a per-process cache.
+    would not become "go". Works on whole arrays (one dict lookup per distinct word,
+    cached per process) because a per-token Python loop cost a third of the scan time.
     """
 
     def __init__(self, nlp: Language):
@@ -55,20 +58,60 @@ class LookupLemmatizer:
 
         self._table = load_lookups("en", ["lemma_lookup"]).get_table("lemma_lookup")
         self._cache: dict[int, int] = {}
+        self._strings = nlp.vocab.strings
 
     def __call__(self, doc: Doc) -> Doc:
+        if not len(doc):
+            return doc
+        lower = doc.to_array([LOWER]).astype(np.uint64)
+        uniq, inverse = np.unique(lower, return_inverse=True)
         cache = self._cache
-        strings = doc.vocab.strings
-        table = self._table
-        for tok in doc:
-            key = tok.lower
+        lemmas = np.empty(len(uniq), dtype=np.uint64)
+        for j, key in enumerate(uniq.tolist()):
             lem = cache.get(key)
             if lem is None:
-                low = tok.lower_
-                lem = strings.add(table.get(low, low))
+                low = self._strings[key]
+                lem = self._strings.add(self._table.get(low, low))
                 cache[key] = lem
-            tok.lemma = lem
+            lemmas[j] = lem
+        doc.from_array([LEMMA], lemmas[inverse].reshape(-1, 1))
         return doc
+
+
+class FastSentencizer:
+    """Sentence starts from punctuation, computed on arrays.
+
+    The rule is spaCy's Sentencizer rule (a sentence starts after ``.``, ``!``, ``?``
+    and the like, once a run of such tokens ends) plus a start after a blank line, but
+    vectorised: spaCy's per-token loop was 15% of the scan time.
+    """
+
+    PUNCT = (".", "!", "?", "...", "!!", "??", "?!", "!?", "。")
+
+    def __init__(self, nlp: Language):
+        self._punct = np.array([nlp.vocab.strings.add(p) for p in self.PUNCT], dtype=np.uint64)
+
+    def __call__(self, doc: Doc) -> Doc:
+        n = len(doc)
+        if not n:
+            return doc
+        arr = doc.to_array([ORTH, IS_SPACE]).astype(np.uint64)
+        is_p = np.isin(arr[:, 0], self._punct)
+        starts = np.full(n, -1, dtype=np.int64)
+        starts[0] = 1
+        if n > 1:
+            starts[1:][is_p[:-1] & ~is_p[1:]] = 1
+            # A line break also ends a sentence: notes are often one line per entry.
+            for i in np.flatnonzero(arr[:-1, 1] == 1).tolist():
+                if "\n" in doc[i].text:
+                    starts[i + 1] = 1
+        doc.from_array([SENT_START], starts.reshape(-1, 1).astype(np.uint64))
+        return doc
+
+
+@Language.factory("flagger_sentences")
+def _make_sentences(nlp: Language, name: str) -> FastSentencizer:
+    return FastSentencizer(nlp)
 
 
 @Language.factory("flagger_lemma")
@@ -79,7 +122,7 @@ def _make_lemma(nlp: Language, name: str) -> LookupLemmatizer:
 def build_base_nlp() -> Language:
     """A blank English pipeline with sentence splitting and lookup lemmas."""
     nlp = spacy.blank("en")
-    nlp.add_pipe("sentencizer")
+    nlp.add_pipe("flagger_sentences")
     nlp.add_pipe("flagger_lemma")
     return nlp
 

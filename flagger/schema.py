@@ -34,8 +34,14 @@ CategoryKey = Literal[
 ]
 assert set(CategoryKey.__args__) == set(CATEGORY_KEYS)  # the two lists must not drift
 
-ContextAttribute = Literal["negated", "hypothetical", "historical", "other_person", "professional"]
+ContextAttribute = Literal["negated", "hypothetical", "historical", "other_person", "professional", "uncertain"]
 CONTEXT_ATTRIBUTES: tuple[str, ...] = ContextAttribute.__args__
+# Attributes that stop a hit raising a concern on its own. ``uncertain`` ("possible",
+# "at risk of", "cannot rule out") is recorded but does not suppress: in safeguarding
+# a suspected or possible harm is exactly what a DSL needs to see.
+SUPPRESSING_ATTRIBUTES: frozenset[str] = frozenset(
+    {"negated", "hypothetical", "historical", "other_person", "professional"}
+)
 Level = Literal["low", "medium", "high"]
 EvidenceSource = Literal["lexicon", "model", "reviewer"]
 
@@ -74,7 +80,8 @@ class Evidence(BaseModel):
     context: list[ContextFlag] = Field(default_factory=list)
     suppressed: bool = Field(
         default=False,
-        description="True when context (negation, history, ...) stops this hit raising a concern.",
+        description="True when context (negated, hypothetical, historical, other_person, professional) "
+        "stops this hit raising a concern; 'uncertain' is shown but does not suppress.",
     )
 
     @model_validator(mode="after")
