@@ -106,3 +106,4 @@ def lexicon_check(directory: Path | None) -> None:
                f"{len(rules.rules)} context rules (v{rules.version}).")
     for key, l in sorted(lex.lexicons.items()):
         click.echo(f"  {l.path}: v{l.version}, {len(l.indicators)} indicators")
+

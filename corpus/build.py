@@ -1,0 +1,92 @@
+"""Build the labelled corpus from the hand-written raw files, with fixed splits.
+
+    python corpus/build.py
+
+Reads corpus/raw/*.jsonl (one file per voice group), checks every record, turns each
+evidence substring into character offsets, and assigns a fixed train/dev/test split
+of about 70/15/15 from a hash of the note id, so a note's split never changes when
+notes are added (every category lands in every split; see the counts printed).
+Writes corpus/notes.jsonl (everything, with a "split" field) and corpus/{train,dev,
+test}.jsonl in the GOLD format `flagger evaluate` reads.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import sys
+from collections import Counter
+from pathlib import Path
+
+HERE = Path(__file__).parent
+sys.path.insert(0, str(HERE.parent))
+from flagger.categories import CATEGORY_KEYS  # noqa: E402
+
+
+def split_of(note_id: str) -> str:
+    h = int(hashlib.sha256(f"flagger-corpus-v1:{note_id}".encode()).hexdigest(), 16) % 100
+    return "train" if h < 70 else "dev" if h < 85 else "test"
+
+
+def spans_for(text: str, label: str, substrings: list[str]) -> list[dict]:
+    out = []
+    for sub in substrings:
+        i = text.find(sub)
+        if i < 0:
+            raise ValueError(f"evidence for {label!r} not found in the text")
+        out.append({"label": label, "start": i, "end": i + len(sub), "text": sub})
+    return out
+
+
+def main() -> None:
+    notes, problems = [], []
+    seen: set[str] = set()
+    for path in sorted((HERE / "raw").glob("*.jsonl")):
+        for lineno, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
+            if not line.strip():
+                continue
+            rec = json.loads(line)
+            where = f"{path.name}:{lineno} ({rec.get('id')})"
+            if rec["id"] in seen:
+                problems.append(f"{where}: duplicate id")
+            seen.add(rec["id"])
+            labels = sorted(set(rec.get("labels", [])))
+            bad = [l for l in labels if l not in CATEGORY_KEYS]
+            if bad:
+                problems.append(f"{where}: unknown labels {bad}")
+            ev = rec.get("evidence", {})
+            if set(ev) != set(labels):
+                problems.append(f"{where}: evidence keys {sorted(ev)} differ from labels {labels}")
+            try:
+                spans = [s for l in labels for s in spans_for(rec["text"], l, ev.get(l, []))]
+            except ValueError as exc:
+                problems.append(f"{where}: {exc}")
+                continue
+            notes.append({
+                "id": rec["id"], "text": rec["text"], "labels": labels,
+                "evidence": {l: ev[l] for l in labels}, "spans": spans,
+                "voice": rec.get("voice"), "kind": rec.get("kind"), "source": path.stem,
+                "split": split_of(rec["id"]),
+            })
+    if problems:
+        print("\n".join(problems), file=sys.stderr)
+        sys.exit(1)
+    with open(HERE / "notes.jsonl", "w", encoding="utf-8") as fh:
+        for n in notes:
+            fh.write(json.dumps(n, ensure_ascii=False) + "\n")
+    for split in ("train", "dev", "test"):
+        with open(HERE / f"{split}.jsonl", "w", encoding="utf-8") as fh:
+            for n in notes:
+                if n["split"] == split:
+                    fh.write(json.dumps({k: n[k] for k in ("id", "text", "labels", "evidence", "kind", "source")},
+                                        ensure_ascii=False) + "\n")
+    c = Counter(n["split"] for n in notes)
+    print(f"{len(notes)} notes: {dict(c)}")
+    for split in ("train", "dev", "test"):
+        lab = Counter(l for n in notes if n["split"] == split for l in n["labels"])
+        none = sum(1 for n in notes if n["split"] == split and not n["labels"])
+        print(f"  {split}: no-concern {none}; " + ", ".join(f"{k} {lab[k]}" for k in CATEGORY_KEYS))
+
+
+if __name__ == "__main__":
+    main()
