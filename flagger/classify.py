@@ -102,15 +102,20 @@ def verified_path(models_dir: Path, name: str) -> Path:
 
 def sentence_spans(doc: Doc) -> list[tuple[int, int, str]]:
     """(start_char, end_char, text) of each non-blank sentence, whitespace trimmed."""
+    from .pipeline import sentence_bounds
+
     out = []
-    for s in doc.sents:
-        t = s.text
+    text = doc.text
+    for a, b in sentence_bounds(doc):
+        start = doc[a].idx
+        end = doc[b - 1].idx + len(doc[b - 1])
+        t = text[start:end]
         if not t.strip():
             continue
         lead = len(t) - len(t.lstrip())
         trail = len(t) - len(t.rstrip())
-        start, end = s.start_char + lead, s.end_char - trail
-        out.append((start, end, doc.text[start:end]))
+        start, end = start + lead, end - trail
+        out.append((start, end, text[start:end]))
     return out
 
 

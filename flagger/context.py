@@ -352,18 +352,15 @@ class ContextEngine:
 
     @staticmethod
     def boundaries(doc: Doc, start: int = 0, end: int | None = None) -> list[int]:
-        """Token indices in [start, end) that start a segment: sentence starts and list
-        items (after ';' or a line break)."""
+        """Token indices in [start, end) that start a list item (after ';' or a line
+        break). Callers pass one sentence at a time, so sentence starts are the
+        ``start`` they pass in."""
         end = len(doc) if end is None else end
         out = []
         for i in range(max(start, 1), end):
-            tok = doc[i]
-            if tok.is_sent_start:
+            prev = doc[i - 1]
+            if prev.text == ";" or "\n" in prev.text or "\n" in prev.whitespace_:
                 out.append(i)
-            else:
-                prev = doc[i - 1]
-                if prev.text == ";" or "\n" in prev.text or "\n" in prev.whitespace_:
-                    out.append(i)
         return out
 
     def scopes(self, doc: Doc, start: int = 0, end: int | None = None,
@@ -372,7 +369,10 @@ class ContextEngine:
         doc), skipping triggers inside ``ignore`` spans."""
         end = len(doc) if end is None else end
         triggers = self.find_triggers(doc[start:end] if (start, end) != (0, len(doc)) else doc)
-        bounds = [start] + self.boundaries(doc, start, end)
+        from .pipeline import sentence_bounds
+
+        sent_starts = [a for a, _ in sentence_bounds(doc) if start < a < end]
+        bounds = sorted({start, *sent_starts, *self.boundaries(doc, start, end)})
         terminators = [t for t in triggers if t.rule.direction == "terminate"]
         out = []
         for t in triggers:
@@ -391,12 +391,16 @@ class ContextEngine:
         Scope never crosses a sentence end, so only the sentences holding a span are
         searched for triggers; the rest of a long note costs nothing here.
         """
+        from .pipeline import sentence_bounds
+
         ignore = [(s.start, s.end) for s in spans]
         by_sent: dict[tuple[int, int], list[Scope]] = {}
+        bounds = sentence_bounds(doc)
+        starts = [a for a, _ in bounds]
         out = []
         for s in spans:
-            sent = doc[s.start].sent
-            key = (sent.start, max(sent.end, s.end))
+            sa, sb = bounds[bisect.bisect_right(starts, s.start) - 1]
+            key = (sa, max(sb, s.end))
             if key not in by_sent:
                 by_sent[key] = self.scopes(doc, key[0], key[1], ignore=ignore)
             found = flags_for_target(by_sent[key], s.start, s.end)

@@ -28,7 +28,7 @@ from .context import ContextComponent, load_context_rules
 from .errors import InputFileError, InputRecordError
 from .fusion import FusionConfig, fuse_category
 from .lexicon import LexiconSet, load_lexicons
-from .pipeline import build_base_nlp, is_printable_text, normalise
+from .pipeline import build_base_nlp, in_sorted, is_printable_text, normalise
 from .schema import ErrorInfo, Evidence, NoteResult, Versions
 
 log = logging.getLogger(__name__)
@@ -105,8 +105,8 @@ class LexiconMatcher:
                     table.setdefault(strings.add(v), []).append(pid)
                 self._req.append([(k, frozenset(strings.add(v) for v in vals))
                                   for i, (k, vals) in enumerate(req) if i != anchor])
-        self._lower = np.fromiter(self._by_lower, dtype=np.uint64)
-        self._lemma = np.fromiter(self._by_lemma, dtype=np.uint64)
+        self._lower = np.sort(np.fromiter(self._by_lower, dtype=np.uint64))
+        self._lemma = np.sort(np.fromiter(self._by_lemma, dtype=np.uint64))
 
     def __call__(self, doc: Doc) -> Doc:
         matches = set(self.phrase(doc))
@@ -120,8 +120,8 @@ class LexiconMatcher:
 
     def _anchored_matches(self, doc: Doc) -> list[tuple[int, int, int]]:
         arr = doc.to_array([LOWER, LEMMA, SENT_START]).astype(np.uint64)
-        low_hit = np.isin(arr[:, 0], self._lower)
-        lem_hit = np.isin(arr[:, 1], self._lemma)
+        low_hit = in_sorted(arr[:, 0], self._lower)
+        lem_hit = in_sorted(arr[:, 1], self._lemma)
         idx = np.flatnonzero(low_hit | lem_hit)
         if not len(idx):
             return []

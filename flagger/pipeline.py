@@ -8,7 +8,7 @@ token, so lexicon patterns can say ``LEMMA: go`` and match "Went", "gone", "goin
 
 from __future__ import annotations
 
-import unicodedata
+import re
 from functools import lru_cache
 
 import numpy as np
@@ -38,6 +38,19 @@ _NORMALISE = str.maketrans(
 )
 
 
+def in_sorted(values: np.ndarray, sorted_keys: np.ndarray) -> np.ndarray:
+    """Boolean mask of ``values`` found in the pre-sorted ``sorted_keys``.
+
+    A binary search per value; ``np.isin`` re-sorts the key array on every call,
+    which cost more than the matching itself on short notes.
+    """
+    if not len(sorted_keys):
+        return np.zeros(len(values), dtype=bool)
+    pos = np.searchsorted(sorted_keys, values)
+    pos[pos == len(sorted_keys)] = 0
+    return sorted_keys[pos] == values
+
+
 def normalise(text: str) -> str:
     """Return ``text`` with quotes, dashes and odd spaces made plain, same length."""
     out = text.translate(_NORMALISE)
@@ -63,18 +76,16 @@ class LookupLemmatizer:
     def __call__(self, doc: Doc) -> Doc:
         if not len(doc):
             return doc
-        lower = doc.to_array([LOWER]).astype(np.uint64)
-        uniq, inverse = np.unique(lower, return_inverse=True)
         cache = self._cache
-        lemmas = np.empty(len(uniq), dtype=np.uint64)
-        for j, key in enumerate(uniq.tolist()):
+        lemmas = []
+        for key in doc.to_array([LOWER]).tolist():
             lem = cache.get(key)
             if lem is None:
                 low = self._strings[key]
                 lem = self._strings.add(self._table.get(low, low))
                 cache[key] = lem
-            lemmas[j] = lem
-        doc.from_array([LEMMA], lemmas[inverse].reshape(-1, 1))
+            lemmas.append(lem)
+        doc.from_array([LEMMA], np.array(lemmas, dtype=np.uint64).reshape(-1, 1))
         return doc
 
 
@@ -89,14 +100,14 @@ class FastSentencizer:
     PUNCT = (".", "!", "?", "...", "!!", "??", "?!", "!?", "。")
 
     def __init__(self, nlp: Language):
-        self._punct = np.array([nlp.vocab.strings.add(p) for p in self.PUNCT], dtype=np.uint64)
+        self._punct = np.array(sorted(nlp.vocab.strings.add(p) for p in self.PUNCT), dtype=np.uint64)
 
     def __call__(self, doc: Doc) -> Doc:
         n = len(doc)
         if not n:
             return doc
         arr = doc.to_array([ORTH, IS_SPACE]).astype(np.uint64)
-        is_p = np.isin(arr[:, 0], self._punct)
+        is_p = in_sorted(arr[:, 0], self._punct)
         starts = np.full(n, -1, dtype=np.int64)
         starts[0] = 1
         if n > 1:
@@ -133,14 +144,33 @@ def shared_base_nlp() -> Language:
     return build_base_nlp()
 
 
+def sentence_bounds(doc: Doc) -> list[tuple[int, int]]:
+    """Token [start, end) of each sentence, from the SENT_START array.
+
+    ``doc.sents`` and ``token.sent`` walk the tokens in Python on every call, which made
+    them the slowest step of a scan; this reads the array once.
+    """
+    n = len(doc)
+    if not n:
+        return []
+    starts = np.flatnonzero(doc.to_array([SENT_START]).astype(np.int64) == 1).tolist()
+    if not starts or starts[0] != 0:
+        starts.insert(0, 0)
+    return list(zip(starts, starts[1:] + [n]))
+
+
 def word_count(text: str) -> int:
     """Whitespace word count, the unit the speed targets are stated in."""
     return len(text.split())
+
+
+# C0 control characters other than tab, line feed and carriage return, and DEL.
+_CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
 
 
 def is_printable_text(text: str) -> bool:
     """False when the text is mostly control characters (a binary blob, not a note)."""
     if not text:
         return True
-    bad = sum(1 for ch in text if unicodedata.category(ch) == "Cc" and ch not in "\n\r\t")
+    bad = len(_CONTROL.findall(text))
     return bad <= max(2, len(text) // 100)
