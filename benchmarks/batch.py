@@ -59,11 +59,14 @@ def words(path: Path) -> int:
     return sum(len(json.loads(l)["text"].split()) for l in path.open(encoding="utf-8"))
 
 
-def tree_rss(proc: psutil.Process) -> int:
+def tree_rss(proc: psutil.Process, cpu: dict[int, float]) -> int:
+    """Summed RSS of the process and its children; records each one's CPU seconds."""
     total = 0
     for p in [proc, *proc.children(recursive=True)]:
         try:
             total += p.memory_info().rss
+            t = p.cpu_times()
+            cpu[p.pid] = t.user + t.system
         except psutil.Error:
             pass
     return total
@@ -76,10 +79,11 @@ def run(cmd: list[str], *, env=None, kill_when=None) -> dict:
     proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
                             env={**os.environ, **(env or {})}, start_new_session=True)
     ps = psutil.Process(proc.pid)
-    peak, killed = 0, False
+    peak, killed, cpu = 0, False, {}
+    load = os.getloadavg()[0]
     while proc.poll() is None:
         try:
-            peak = max(peak, tree_rss(ps))
+            peak = max(peak, tree_rss(ps, cpu))
         except psutil.Error:
             pass
         if kill_when and kill_when(time.monotonic() - t0):
@@ -89,7 +93,8 @@ def run(cmd: list[str], *, env=None, kill_when=None) -> dict:
         time.sleep(0.1)
     _, err = proc.communicate()
     out = {"wall_s": round(time.monotonic() - t0, 2), "peak_rss_mib": round(peak / 2**20, 1),
-           "returncode": proc.returncode, "killed": killed}
+           "returncode": proc.returncode, "killed": killed, "cpu_s": round(sum(cpu.values()), 1),
+           "loadavg_1m_at_start": load}
     m = SUMMARY.search(err or "")
     if m:
         out["records"] = int(m.group(1).replace(",", ""))

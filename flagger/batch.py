@@ -526,6 +526,9 @@ class _AppendSink:
             os.fsync(self.fh.fileno())
             self.fh.close()
 
+    def cleanup(self) -> None:
+        pass
+
     def abort(self) -> None:
         try:
             self.fh.flush()
@@ -621,6 +624,10 @@ class ParquetSink:
             os.fsync(fh.fileno())
         os.replace(tmp, self.path)
         _fsync_dir(self.path.parent)
+
+    def cleanup(self) -> None:
+        """Remove the parts once the checkpoint says the run is done (not before: a
+        crash during the merge must leave the parts for --resume to merge again)."""
         shutil.rmtree(self.parts_dir, ignore_errors=True)
 
     def abort(self) -> None:
@@ -916,6 +923,15 @@ def _init_worker(config: EngineConfig, out_fmt: str, include_text: bool, want_re
     _WORKER.update(flagger=get_flagger(config), fmt=out_fmt, include_text=include_text, review=want_review)
 
 
+def _init_pool_worker(*args: Any) -> None:
+    # Ctrl-C reaches the whole process group; only the parent handles it (it stops the
+    # pool and keeps what was committed), so workers do not print tracebacks.
+    import signal
+
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    _init_worker(*args)
+
+
 def _test_delay() -> None:
     # For the kill/resume tests only: makes a scan slow enough to be killed part-way.
     d = os.environ.get("FLAGGER_TEST_CHUNK_DELAY")
@@ -1140,6 +1156,7 @@ def run_scan(job: ScanJob, *, progress_stream: IO[str] | None = None,
         checkpoint()  # everything durable before the final merge/close
         sink.finish()
         checkpoint(done=True)
+        sink.cleanup()
     except BaseException:
         sink.abort()
         progress.close()
@@ -1165,7 +1182,7 @@ def _run_pool(job: ScanJob, chunks, handle) -> None:
     ctx = mp.get_context("fork" if "fork" in methods else "spawn")
     max_inflight = 3 * job.workers
     pending: deque = deque()
-    with ProcessPoolExecutor(max_workers=job.workers, mp_context=ctx, initializer=_init_worker,
+    with ProcessPoolExecutor(max_workers=job.workers, mp_context=ctx, initializer=_init_pool_worker,
                              initargs=(job.engine, job.out_fmt, job.include_text, bool(job.to_review))) as pool:
         try:
             for chunk in chunks:
