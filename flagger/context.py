@@ -343,7 +343,8 @@ class ContextEngine:
         doc = doclike.doc if isinstance(doclike, Span) else doclike
         base = doclike.start if isinstance(doclike, Span) else 0
         found = list(self._phrase(doclike))  # PhraseMatcher gives Doc offsets
-        found += [(k, s + base, e + base) for k, s, e in self._matcher(doclike)]  # Matcher: Span offsets
+        if len(self._matcher):  # Matcher: Span offsets
+            found += [(k, s + base, e + base) for k, s, e in self._matcher(doclike)]
         raw = []
         for key, s, e in found:
             span = doc[s:e]

@@ -40,8 +40,6 @@ def test_api_schema_conformance(case):
     case.call_and_validate(headers=ADMIN, checks=CHECKS)
 
 
-@pytest.mark.xfail(strict=False, reason="issue #7: huge integer ids in /v1/review paths give 500 "
-                                        "(SQLite OverflowError); reported to the review workspace")
 @schema.include(path_regex=REVIEW).parametrize()
 @settings(max_examples=15, deadline=None, database=None, suppress_health_check=list(HealthCheck))
 def test_api_schema_conformance_review_routes(case):

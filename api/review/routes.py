@@ -18,10 +18,11 @@ import secrets
 from dataclasses import dataclass
 from datetime import date, datetime, time, timedelta, timezone
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any
 from urllib.parse import quote, urlencode
 
 from fastapi import APIRouter, Depends, Form, HTTPException, Request
+from fastapi import Path as FastApiPath
 from fastapi.responses import HTMLResponse, PlainTextResponse, RedirectResponse, Response
 from fastapi.templating import Jinja2Templates
 from pydantic import ValidationError
@@ -57,6 +58,10 @@ PAGE_HEADERS = {
     "Referrer-Policy": "no-referrer",
     "X-Frame-Options": "DENY",
 }
+
+# Ids in paths are bounded to the 32-bit database integer range: a larger id is
+# a 422 from validation instead of an OverflowError (a 500) in the driver.
+DbId = Annotated[int, FastApiPath(ge=1, le=2**31 - 1)]
 
 
 # --- plumbing ---------------------------------------------------------------------------
@@ -151,7 +156,7 @@ def api_queue(request: Request, category: str | None = None, level: str | None =
 
 
 @json_router.get("/notes/{note_id}", response_model=rv.NoteView, summary="One note with its suggestions (audited)")
-def api_note(request: Request, note_id: int, p: Principal = Depends(json_principal)) -> rv.NoteView:
+def api_note(request: Request, note_id: DbId, p: Principal = Depends(json_principal)) -> rv.NoteView:
     try:
         return store_of(request).note_view(note_id, p.viewer)
     except StoreError as exc:
@@ -160,7 +165,7 @@ def api_note(request: Request, note_id: int, p: Principal = Depends(json_princip
 
 @json_router.post("/suggestions/{suggestion_id}/decision", response_model=rv.SuggestionView,
                   summary="Decide one suggestion (named reviewers only; 409 if already decided)")
-def api_decide(request: Request, suggestion_id: int, body: rv.DecisionIn,
+def api_decide(request: Request, suggestion_id: DbId, body: rv.DecisionIn,
                p: Principal = Depends(json_principal)) -> rv.SuggestionView:
     _check_csrf(p, request.headers.get("x-csrf-token"))
     try:
@@ -173,7 +178,7 @@ def api_decide(request: Request, suggestion_id: int, body: rv.DecisionIn,
 
 @json_router.post("/notes/{note_id}/concerns", response_model=rv.SuggestionView, status_code=201,
                   summary="Add a concern the flagger missed, by offsets into the note")
-def api_add(request: Request, note_id: int, body: rv.AddConcernIn,
+def api_add(request: Request, note_id: DbId, body: rv.AddConcernIn,
             p: Principal = Depends(json_principal)) -> rv.SuggestionView:
     _check_csrf(p, request.headers.get("x-csrf-token"))
     try:
@@ -191,7 +196,7 @@ def api_case(request: Request, case_id: str, p: Principal = Depends(json_princip
 
 
 @json_router.get("/suggestions/{suggestion_id}/chronology", summary="Draft chronology entry (plain text)")
-def api_chronology(request: Request, suggestion_id: int, p: Principal = Depends(json_principal)) -> dict:
+def api_chronology(request: Request, suggestion_id: DbId, p: Principal = Depends(json_principal)) -> dict:
     try:
         return {"text": store_of(request).chronology(suggestion_id, p.viewer), "draft": True}
     except StoreError as exc:
@@ -337,7 +342,7 @@ def _why_set_aside(e: dict[str, Any]) -> str:
 
 
 @page_router.get("/notes/{note_id}", response_class=HTMLResponse)
-def note_page(request: Request, note_id: int, msg: str | None = None) -> Response:
+def note_page(request: Request, note_id: DbId, msg: str | None = None) -> Response:
     p = page_principal(request)
     if p is None:
         return _login_redirect(request)
@@ -349,7 +354,7 @@ def note_page(request: Request, note_id: int, msg: str | None = None) -> Respons
 
 
 @page_router.post("/suggestions/{suggestion_id}/decide", response_class=HTMLResponse)
-def decide_form(request: Request, suggestion_id: int, note_id: int = Form(...), action: str = Form(...),
+def decide_form(request: Request, suggestion_id: DbId, note_id: int = Form(...), action: str = Form(...),
                 version: int | None = Form(None), reason: str | None = Form(None),
                 comment: str | None = Form(None, max_length=4000), new_category: str | None = Form(None),
                 new_level: str | None = Form(None), agree: str | None = Form(None),
@@ -384,7 +389,7 @@ def _note_error(request: Request, p: Principal, note_id: int, message: str, stat
 
 
 @page_router.post("/notes/{note_id}/concerns", response_class=HTMLResponse)
-def add_form(request: Request, note_id: int, start: int = Form(...), end: int = Form(...),
+def add_form(request: Request, note_id: DbId, start: int = Form(...), end: int = Form(...),
              category: str = Form(...), level: str = Form("medium"),
              comment: str | None = Form(None, max_length=4000), csrf_token: str = Form("")) -> Response:
     p = page_principal(request)
@@ -418,7 +423,7 @@ def case_page(request: Request, case_id: str) -> Response:
 
 
 @page_router.get("/suggestions/{suggestion_id}/chronology", response_class=HTMLResponse)
-def chronology_page(request: Request, suggestion_id: int) -> Response:
+def chronology_page(request: Request, suggestion_id: DbId) -> Response:
     p = page_principal(request)
     if p is None:
         return _login_redirect(request)
