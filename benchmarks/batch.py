@@ -105,8 +105,29 @@ def run(cmd: list[str], *, env=None, kill_when=None) -> dict:
     return out
 
 
+SNAPSHOT: dict[str, str] = {}
+
+
+def snapshot_data(out_dir: Path) -> dict[str, str]:
+    """Copy the lexicons, context rules and models as they are now, and point every run
+    at the copy: they are being edited while benchmarks run, and --resume (rightly)
+    refuses to mix results from two lexicon versions."""
+    import shutil
+
+    snap = out_dir / "snapshot"
+    shutil.rmtree(snap, ignore_errors=True)
+    shutil.copytree(ROOT / "lexicons", snap / "lexicons")
+    shutil.copytree(ROOT / "models", snap / "models")
+    SNAPSHOT.update(lexicons=str(snap / "lexicons"), models=str(snap / "models"))
+    os.environ["FLAGGER_CONTEXT_RULES"] = str(snap / "lexicons" / "context.yml")
+    os.environ["FLAGGER_MODELS_DIR"] = str(snap / "models")
+    return SNAPSHOT
+
+
 def scan_cmd(src: Path, out: Path, model: str, workers: int, *extra: str) -> list[str]:
     cmd = [FLAGGER, "scan", str(src), "-o", str(out), "-w", str(workers), *extra]
+    if SNAPSHOT:
+        cmd += ["--lexicon-dir", SNAPSHOT["lexicons"]]
     if model != "default":
         cmd += ["--model", model]
     return cmd
@@ -128,11 +149,17 @@ def main() -> None:
     ap.add_argument("--mem-notes", type=int, default=None,
                     help="export size for the memory check (default: --notes); also run at a quarter of it")
     ap.add_argument("--skip-spark", action="store_true")
+    ap.add_argument("--only", nargs="*", default=None, choices=["workers", "memory", "resume", "spark"],
+                    help="run only these parts; results are merged into the existing entry")
     args = ap.parse_args()
+    parts = set(args.only or ["workers", "memory", "resume", "spark"])
+    if args.skip_spark:
+        parts.discard("spark")
 
     DATA.mkdir(parents=True, exist_ok=True)
     out_dir = ROOT / "benchmarks" / "out"
     out_dir.mkdir(parents=True, exist_ok=True)
+    snapshot_data(out_dir)
     full = export(args.notes)
     pre = prefix(full, args.prefix)
     n_words = words(pre)
@@ -141,7 +168,7 @@ def main() -> None:
                                                       "platform": platform.platform()},
                  "date": time.strftime("%Y-%m-%d %H:%M:%S"), "commands": {}}
 
-    for w in (1, 2):
+    for w in ((1, 2) if "workers" in parts else ()):
         out = out_dir / f"bench_w{w}.jsonl"
         cmd = scan_cmd(pre, out, args.model, w)
         res["commands"][f"workers_{w}"] = " ".join(cmd)
@@ -149,12 +176,13 @@ def main() -> None:
         r["records_total"] = args.prefix
         res[f"workers_{w}"] = rates(r, n_words)
         print(f"workers={w}: {r}", file=sys.stderr)
-    if res["workers_1"].get("notes_per_s") and res["workers_2"].get("notes_per_s"):
+    if "workers" in parts and res["workers_1"].get("notes_per_s") and res["workers_2"].get("notes_per_s"):
         res["speedup_2_vs_1"] = round(res["workers_2"]["notes_per_s"] / res["workers_1"]["notes_per_s"], 2)
 
     mem_n = args.mem_notes or args.notes
     mem_src = prefix(full, mem_n) if mem_n < args.notes else full
-    for label, src in (("memory_full", mem_src), ("memory_quarter", prefix(full, mem_n // 4))):
+    mem_runs = (("memory_full", mem_src), ("memory_quarter", prefix(full, mem_n // 4)))
+    for label, src in (mem_runs if "memory" in parts else ()):
         cmd = scan_cmd(src, out_dir / f"bench_{label}.jsonl", args.model, 2)
         res["commands"][label] = " ".join(cmd)
         r = run(cmd)
@@ -162,7 +190,27 @@ def main() -> None:
         res[label] = r
         print(f"{label}: {r}", file=sys.stderr)
 
-    # Kill part-way (once the checkpoint shows 40% done), then time --resume.
+    if "resume" in parts:
+        kill_and_resume(args, out_dir, pre, res)
+    if "spark" in parts:
+        cmd = scan_cmd(pre, out_dir / "bench_spark.jsonl", args.model, 2, "--engine", "spark")
+        res["commands"]["spark_local_2"] = " ".join(cmd)
+        r = run(cmd)
+        r["notes_per_s_wall"] = round(args.prefix / r["wall_s"], 1)
+        res["spark_local_2"] = r
+        print(f"spark: {r}", file=sys.stderr)
+
+    RESULTS.parent.mkdir(parents=True, exist_ok=True)
+    all_res = json.loads(RESULTS.read_text()) if RESULTS.exists() else {}
+    merged = {**all_res.get(args.model, {}), **res} if args.only else res
+    merged["commands"] = {**all_res.get(args.model, {}).get("commands", {}), **res["commands"]}
+    all_res[args.model] = merged
+    RESULTS.write_text(json.dumps(all_res, indent=2) + "\n")
+    print(json.dumps(merged, indent=2))
+
+
+def kill_and_resume(args, out_dir: Path, pre: Path, res: dict) -> None:
+    """Kill part-way (once the checkpoint shows 40% done), then time --resume."""
     out = out_dir / "bench_kill.jsonl"
     cp = out.with_name(out.name + ".checkpoint.json")
     cp.unlink(missing_ok=True)
@@ -176,26 +224,29 @@ def main() -> None:
     cmd = scan_cmd(pre, out, args.model, 2)
     killed = run(cmd, kill_when=half)
     at = json.loads(cp.read_text())["records"]
-    resumed = run(cmd + ["--resume"])
+    first_new: dict[str, float] = {}
+
+    def progressed(elapsed: float) -> bool:
+        if "s" not in first_new:
+            try:
+                if json.loads(cp.read_text())["records"] > at:
+                    first_new["s"] = round(elapsed, 2)
+            except (OSError, ValueError, KeyError):
+                pass
+        return False
+
+    resumed = run(cmd + ["--resume"], kill_when=progressed)
+    # The summary of a resumed run covers the whole run, so its scan time is not this
+    # run's; report this run's wall time and when its first new chunk was committed.
+    for k in ("scan_s", "startup_s", "records"):
+        resumed.pop(k, None)
+    resumed["first_new_commit_s"] = first_new.get("s")
+    resumed["records_resumed"] = args.prefix - at
     lines = sum(1 for _ in out.open("rb"))
     res["commands"]["resume"] = " ".join(cmd + ["--resume"])
     res["kill_resume"] = {"killed_after_records": at, "killed_run": killed, "resume_run": resumed,
                           "output_lines": lines, "exactly_once": lines == args.prefix}
     print(f"kill/resume: {res['kill_resume']}", file=sys.stderr)
-
-    if not args.skip_spark:
-        cmd = scan_cmd(pre, out_dir / "bench_spark.jsonl", args.model, 2, "--engine", "spark")
-        res["commands"]["spark_local_2"] = " ".join(cmd)
-        r = run(cmd)
-        r["notes_per_s_wall"] = round(args.prefix / r["wall_s"], 1)
-        res["spark_local_2"] = r
-        print(f"spark: {r}", file=sys.stderr)
-
-    RESULTS.parent.mkdir(parents=True, exist_ok=True)
-    all_res = json.loads(RESULTS.read_text()) if RESULTS.exists() else {}
-    all_res[args.model] = res
-    RESULTS.write_text(json.dumps(all_res, indent=2) + "\n")
-    print(json.dumps(res, indent=2))
 
 
 if __name__ == "__main__":
