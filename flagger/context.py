@@ -245,14 +245,15 @@ def compute_scope(trigger: Trigger, seg: tuple[int, int], terminators: Sequence[
 def flags_for_target(scopes: Iterable[Scope], start: int, end: int) -> dict[str, Trigger]:
     """Which attributes apply to the target tokens [start, end), and their triggers.
 
-    A trigger that overlaps the target itself does not modify it (the "no" inside the
-    indicator "no food in the house"). Where several triggers set one attribute, the
-    nearest wins.
+    A trigger wholly inside the target does not modify it (the "no" inside the
+    indicator "no food in the house"); one that only overlaps its start does ("No signs
+    of" before the indicator "signs of neglect"). Where several triggers set one
+    attribute, the nearest wins.
     """
     found: dict[str, tuple[int, Trigger]] = {}
     for sc in scopes:
         t = sc.trigger
-        if t.start < end and start < t.end:
+        if start <= t.start and t.end <= end:
             continue
         if sc.start < end and start < sc.end:
             dist = start - t.end if t.end <= start else t.start - end

@@ -136,9 +136,7 @@ NEGATIVES = [
     pytest.param("No signs of bruising on his arms.", id="negated-no-signs-of"),
     pytest.param("Mum denies any domestic abuse in the home.", id="negated-denies"),
     pytest.param("No evidence of neglect.", id="negated-no-evidence-of"),
-    _xfail("No signs of neglect.", id="negated-trigger-overlaps-indicator",
-           reason="indicator 'signs of neglect' overlaps the trigger 'No signs of', and a trigger "
-                  "overlapping the target is ignored, so the negation is lost"),
+    pytest.param("No signs of neglect.", id="negated-trigger-overlaps-indicator"),
     pytest.param("If he goes missing again, call the police.", id="hypothetical-if"),
     pytest.param("Advised mum what to do should he return with drugs.", id="hypothetical-advice"),
     pytest.param("In 2019 she was groomed online; the case is now closed.", id="historical"),
@@ -152,10 +150,8 @@ NEGATIVES = [
     pytest.param("He was cut from the football team and was upset.", id="ambiguous-cut-from-team"),
     pytest.param("He plays with a gang of friends at football.", id="ambiguous-gang-of-friends"),
     pytest.param("She got a bruise on her knee playing netball, mum took her to the GP.", id="ambiguous-sports-bruise"),
-    _xfail("The cat went missing last week.", id="ambiguous-cat-missing",
-           reason="missing.went_missing fires on any subject, including a pet"),
-    _xfail("Dad bought a second phone for work.", id="ambiguous-work-phone",
-           reason="county_lines 'second phone' fires alone for an adult's work phone"),
+    pytest.param("The cat went missing last week.", id="ambiguous-cat-missing"),
+    pytest.param("Dad bought a second phone for work.", id="ambiguous-work-phone"),
 ]
 
 
