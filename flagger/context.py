@@ -37,6 +37,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 from spacy.language import Language
 from spacy.matcher import Matcher, PhraseMatcher
+from spacy.attrs import LEMMA, LOWER
 from spacy.tokens import Doc, Span
 
 from .errors import LexiconError
@@ -327,12 +328,24 @@ class ContextEngine:
         self._by_key: dict[int, ContextRule] = {}
         from spacy.lang.en import English
 
+        from .engine import required_literals
+
         tok = English().tokenizer
+        # Token-pattern rules with required literal tokens get their own Matcher and
+        # run only on spans holding those tokens (as in the lexicon matcher): the
+        # Matcher's IN/REGEX predicates per token were a fifth of the scan time.
+        self._gated: list[tuple[Matcher, list[tuple[str, frozenset[int]]]]] = []
         for r in rules.rules:
             key = vocab.strings.add(r.id)
             self._by_key[key] = r
             if r.literal is not None:
                 self._phrase.add(r.id, [tok(r.literal)])
+                continue
+            req = required_literals(r.pattern)
+            if req:
+                m = Matcher(vocab)
+                m.add(r.id, [list(r.pattern)])
+                self._gated.append((m, [(k, frozenset(vocab.strings.add(v) for v in vals)) for k, vals in req]))
             else:
                 self._matcher.add(r.id, [list(r.pattern)])
 
@@ -346,6 +359,13 @@ class ContextEngine:
         found = list(self._phrase(doclike))  # PhraseMatcher gives Doc offsets
         if len(self._matcher):  # Matcher: Span offsets
             found += [(k, s + base, e + base) for k, s, e in self._matcher(doclike)]
+        if self._gated:
+            arr = doclike.to_array([LOWER, LEMMA]) if isinstance(doclike, Doc) else \
+                doc.to_array([LOWER, LEMMA])[doclike.start:doclike.end]
+            have = {"lower": set(arr[:, 0].tolist()), "lemma": set(arr[:, 1].tolist())}
+            for m, req in self._gated:
+                if all(not hashes.isdisjoint(have[kind]) for kind, hashes in req):
+                    found += [(k, s + base, e + base) for k, s, e in m(doclike)]
         raw = []
         for key, s, e in found:
             span = doc[s:e]
