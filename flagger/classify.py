@@ -33,6 +33,7 @@ from spacy.tokens import Doc
 from .categories import CATEGORY_KEYS
 from .errors import ModelError
 from .fusion import FusionConfig
+from .origin import mask_origin
 from .schema import Evidence
 
 log = logging.getLogger(__name__)
@@ -165,7 +166,9 @@ class SentenceNoteClassifier:
 
     def predict_docs(self, docs: Sequence[Doc]) -> list[Prediction]:
         sents_per_doc = [sentence_spans(d) for d in docs]
-        flat = [t for ss in sents_per_doc for _, _, t in ss]
+        # The classifier's copy of each sentence has places of origin masked
+        # (flagger/origin.py); evidence offsets still point into the real text.
+        flat = [mask_origin(t) for ss in sents_per_doc for _, _, t in ss]
         groups = [i for i, ss in enumerate(sents_per_doc) for _ in ss]
         if not flat:
             return [Prediction(scores={c: 0.0 for c in CATEGORY_KEYS}) for _ in docs]

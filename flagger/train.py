@@ -27,6 +27,7 @@ import numpy as np
 from .categories import CATEGORY_KEYS
 from .classify import MANIFEST, TfidfClassifier, sentence_spans, sha256_file
 from .fusion import FusionConfig, combine
+from .origin import mask_origin
 
 log = logging.getLogger(__name__)
 
@@ -87,7 +88,7 @@ def train_tfidf(train: list[dict], seed: int):
     sents, groups = [], []
     for i, d in enumerate(nlp.pipe(n["text"] for n in train)):
         for _, _, t in sentence_spans(d):
-            sents.append(t)
+            sents.append(mask_origin(t))
             groups.append(i)
     counter = CountVectorizer(ngram_range=(1, 2), min_df=2, lowercase=True, dtype=np.float32)
     C = counter.fit_transform(sents)
