@@ -72,6 +72,11 @@ def serve_cmd(host: str | None, port: int | None, workers: int | None, model: st
         os.environ["FLAGGER_MODEL"] = model
     if database_url:
         os.environ["FLAGGER_DATABASE_URL"] = database_url
+    # With one worker uvicorn runs the app in this process, whose settings were cached
+    # above before the overrides reached the environment.
+    from ..settings import get_settings
+
+    get_settings.cache_clear()
     # Migrate once here, not racing in every worker.
     from ..store import ReviewStore
 
