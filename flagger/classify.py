@@ -101,12 +101,15 @@ def verified_path(models_dir: Path, name: str) -> Path:
     return path
 
 
-def sentence_spans(doc: Doc) -> list[tuple[int, int, str]]:
-    """(start_char, end_char, text) of each non-blank sentence, whitespace trimmed."""
+def sentence_spans(doc: Doc, text: str | None = None) -> list[tuple[int, int, str]]:
+    """(start_char, end_char, text) of each non-blank sentence, whitespace trimmed.
+
+    Pass ``text`` when you have it: ``doc.text`` rebuilds the string token by token.
+    """
     from .pipeline import sentence_bounds
 
     out = []
-    text = doc.text
+    text = doc.text if text is None else text
     for a, b in sentence_bounds(doc):
         start = doc[a].idx
         end = doc[b - 1].idx + len(doc[b - 1])
@@ -155,7 +158,14 @@ class SentenceNoteClassifier:
         return FusionConfig(thresholds=dict(self.thresholds))
 
     def _proba(self, X) -> np.ndarray:
-        return np.column_stack([self.heads[c].predict_proba(X)[:, 1] for c in CATEGORY_KEYS])
+        """P(category) for each row: the heads' own logistic function, computed as one
+        matrix product. Calling predict_proba per head re-validated the input 24 times
+        per note (about 10 ms of a 20 ms scan); the numbers are the same."""
+        if getattr(self, "_W", None) is None:
+            self._W = np.column_stack([self.heads[c].coef_.ravel() for c in CATEGORY_KEYS])
+            self._b = np.array([float(self.heads[c].intercept_[0]) for c in CATEGORY_KEYS])
+        z = X @ self._W + self._b
+        return 1.0 / (1.0 + np.exp(-np.asarray(z)))
 
     def predict_texts(self, texts: Sequence[str]) -> np.ndarray:
         """Note probabilities (n_notes, 12) for raw texts (used by training/eval)."""
@@ -165,7 +175,8 @@ class SentenceNoteClassifier:
                          for p in self.predict_docs(list(shared_base_nlp().pipe(texts)))])
 
     def predict_docs(self, docs: Sequence[Doc]) -> list[Prediction]:
-        sents_per_doc = [sentence_spans(d) for d in docs]
+        texts = [d.text for d in docs]
+        sents_per_doc = [sentence_spans(d, t) for d, t in zip(docs, texts)]
         # The classifier's copy of each sentence has places of origin masked
         # (flagger/origin.py); evidence offsets still point into the real text.
         flat = [mask_origin(t) for ss in sents_per_doc for _, _, t in ss]
@@ -176,14 +187,14 @@ class SentenceNoteClassifier:
         note_p = self._proba(Xn)
         sent_p = self._proba(Xs)
         out, k = [], 0
-        for i, (doc, ss) in enumerate(zip(docs, sents_per_doc)):
+        for i, (text, ss) in enumerate(zip(texts, sents_per_doc)):
             sp = sent_p[k:k + len(ss)]
             k += len(ss)
             if not ss:
                 out.append(Prediction(scores={c: 0.0 for c in CATEGORY_KEYS}))
                 continue
             scores = {c: float(note_p[i, j]) for j, c in enumerate(CATEGORY_KEYS)}
-            ev = {c: _evidence_from_sentences(doc.text, ss, sp, j, c, self.name)
+            ev = {c: _evidence_from_sentences(text, ss, sp, j, c, self.name)
                   for j, c in enumerate(CATEGORY_KEYS) if scores[c] >= 0.5 * self.thresholds.get(c, 0.5)}
             out.append(Prediction(scores=scores, evidence=ev))
         return out

@@ -46,6 +46,14 @@ _PATTERN = re.compile(
 PLACEHOLDER = "ORIGINPLACE"
 
 
+# Words any match must contain: a cheap set check skips the large regex for the
+# sentences (most of them) that name no place.
+_FIRST_WORDS = frozenset(_NAMES) | {m.split()[0].split("-")[0] for m in _MULTI} - {"the", "back"}
+_WORD = re.compile(r"[a-z]+")
+
+
 def mask_origin(text: str) -> str:
     """Replace country, nationality and origin-region names with a placeholder word."""
+    if _FIRST_WORDS.isdisjoint(_WORD.findall(text.lower())):
+        return text
     return _PATTERN.sub(PLACEHOLDER, text)
