@@ -386,14 +386,18 @@ class ContextEngine:
         return out
 
     def scopes(self, doc: Doc, start: int = 0, end: int | None = None,
-               ignore: Sequence[tuple[int, int]] = ()) -> list[Scope]:
+               ignore: Sequence[tuple[int, int]] = (),
+               sentences: Sequence[tuple[int, int]] | None = None) -> list[Scope]:
         """Scopes of the modifying triggers in tokens [start, end) (default: the whole
-        doc), skipping triggers inside ``ignore`` spans."""
+        doc), skipping triggers inside ``ignore`` spans. ``sentences`` are the doc's
+        sentence bounds when the caller already has them."""
         end = len(doc) if end is None else end
         triggers = self.find_triggers(doc[start:end] if (start, end) != (0, len(doc)) else doc)
-        from .pipeline import sentence_bounds
+        if sentences is None:
+            from .pipeline import sentence_bounds
 
-        sent_starts = [a for a, _ in sentence_bounds(doc) if start < a < end]
+            sentences = sentence_bounds(doc)
+        sent_starts = [a for a, _ in sentences if start < a < end]
         bounds = sorted({start, *sent_starts, *self.boundaries(doc, start, end)})
         terminators = [t for t in triggers if t.rule.direction == "terminate"]
         out = []
@@ -424,7 +428,7 @@ class ContextEngine:
             sa, sb = bounds[bisect.bisect_right(starts, s.start) - 1]
             key = (sa, max(sb, s.end))
             if key not in by_sent:
-                by_sent[key] = self.scopes(doc, key[0], key[1], ignore=ignore)
+                by_sent[key] = self.scopes(doc, key[0], key[1], ignore=ignore, sentences=bounds)
             found = flags_for_target(by_sent[key], s.start, s.end)
             flags = [
                 ContextFlag(attribute=a, rule=t.rule.id, trigger=t.text, start=t.start_char, end=t.end_char)

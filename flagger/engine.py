@@ -18,7 +18,7 @@ import numpy as np
 from spacy.lang.en.stop_words import STOP_WORDS
 from spacy.language import Language
 from spacy.matcher import Matcher, PhraseMatcher
-from spacy.attrs import LEMMA, LOWER, SENT_START
+from spacy.attrs import LEMMA, LOWER
 from spacy.tokens import Doc, Span, SpanGroup
 
 from . import __version__
@@ -28,7 +28,7 @@ from .context import ContextComponent, load_context_rules
 from .errors import InputFileError, InputRecordError
 from .fusion import FusionConfig, fuse_category
 from .lexicon import LexiconSet, load_lexicons
-from .pipeline import build_base_nlp, in_sorted, is_printable_text, normalise
+from .pipeline import build_base_nlp, in_sorted, is_printable_text, normalise, sentence_bounds
 from .schema import ErrorInfo, Evidence, NoteResult, Versions
 
 log = logging.getLogger(__name__)
@@ -119,16 +119,15 @@ class LexiconMatcher:
         return doc
 
     def _anchored_matches(self, doc: Doc) -> list[tuple[int, int, int]]:
-        arr = doc.to_array([LOWER, LEMMA, SENT_START]).astype(np.uint64)
+        arr = doc.to_array([LOWER, LEMMA]).astype(np.uint64)
         low_hit = in_sorted(arr[:, 0], self._lower)
         lem_hit = in_sorted(arr[:, 1], self._lemma)
         idx = np.flatnonzero(low_hit | lem_hit)
         if not len(idx):
             return []
-        starts = np.flatnonzero(arr[:, 2] == 1)
-        if not len(starts) or starts[0] != 0:
-            starts = np.concatenate([[0], starts])
-        bounds = starts.tolist() + [len(doc)]
+        sentences = sentence_bounds(doc)
+        starts = np.array([a for a, _ in sentences])
+        bounds = [a for a, _ in sentences] + [len(doc)]
         sent_ids = (np.searchsorted(starts, idx, side="right") - 1).tolist()
         todo: dict[int, set[int]] = {}
         for i, sid in zip(idx.tolist(), sent_ids):
