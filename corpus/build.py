@@ -39,9 +39,12 @@ def spans_for(text: str, label: str, substrings: list[str]) -> list[dict]:
 
 
 def main() -> None:
+    # `--check FILE...`: validate only those raw files and write nothing (lets several
+    # writers check their own file while others are still writing theirs).
+    check_only = [Path(a) for a in sys.argv[2:]] if sys.argv[1:2] == ["--check"] else None
     notes, problems = [], []
     seen: set[str] = set()
-    for path in sorted((HERE / "raw").glob("*.jsonl")):
+    for path in check_only or sorted((HERE / "raw").glob("*.jsonl")):
         for lineno, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
             if not line.strip():
                 continue
@@ -71,6 +74,16 @@ def main() -> None:
     if problems:
         print("\n".join(problems), file=sys.stderr)
         sys.exit(1)
+    if check_only:
+        words = [len(n["text"].split()) for n in notes]
+        print(f"OK: {len(notes)} notes, {sum(1 for n in notes if not n['labels'])} with no concern, "
+              f"words {min(words, default=0)}-{max(words, default=0)}; "
+              + ", ".join(f"{k} {sum(k in n['labels'] for n in notes)}" for k in CATEGORY_KEYS))
+        short = [n["id"] for n in notes if not 40 <= len(n["text"].split()) <= 250]
+        if short:
+            print(f"outside 40-250 words: {short}", file=sys.stderr)
+            sys.exit(1)
+        return
     with open(HERE / "notes.jsonl", "w", encoding="utf-8") as fh:
         for n in notes:
             fh.write(json.dumps(n, ensure_ascii=False) + "\n")
