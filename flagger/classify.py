@@ -57,7 +57,7 @@ class Classifier(Protocol):
     name: str
     version: str
 
-    def predict_docs(self, docs: Sequence[Doc]) -> list[Prediction]: ...
+    def predict_docs(self, docs: Sequence[Doc], texts: Sequence[str] | None = None) -> list[Prediction]: ...
 
     def fusion_config(self) -> FusionConfig: ...
 
@@ -174,8 +174,10 @@ class SentenceNoteClassifier:
         return np.array([[p.scores[c] for c in CATEGORY_KEYS]
                          for p in self.predict_docs(list(shared_base_nlp().pipe(texts)))])
 
-    def predict_docs(self, docs: Sequence[Doc]) -> list[Prediction]:
-        texts = [d.text for d in docs]
+    def predict_docs(self, docs: Sequence[Doc], texts: Sequence[str] | None = None) -> list[Prediction]:
+        """Scores and evidence sentences per doc. Pass ``texts`` (each doc's text) when
+        you have them: ``doc.text`` rebuilds the string token by token (~1 ms a note)."""
+        texts = [d.text for d in docs] if texts is None else list(texts)
         sents_per_doc = [sentence_spans(d, t) for d, t in zip(docs, texts)]
         # The classifier's copy of each sentence has places of origin masked
         # (flagger/origin.py); evidence offsets still point into the real text.
