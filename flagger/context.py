@@ -15,7 +15,10 @@ Scope runs forward, backward or both from the trigger, up to ``max_scope`` token
 and stops at the sentence end, at a list boundary (``;`` or a line break) and at a
 terminating word ("but", "however", "apart from"). Pseudo-triggers ("not unusual",
 "no doubt", "cannot rule out") are matched only so that the shorter trigger inside
-them does not fire.
+them does not fire. A *cancel* trigger found at the end of a target or just after it
+clears attributes from that target: an object pronoun ("mum's friend hit *him*")
+makes the case child the one harmed, so the hit is not about another person, and
+"since Monday" after "history of X" makes X current, not historical.
 
 The algorithm follows ConText (Harkema et al. 2009) and NegEx (Chapman et al. 2001);
 it is written here rather than taken from medspaCy because medspaCy pins spaCy < 3.8.
@@ -44,7 +47,7 @@ from .errors import LexiconError
 from .lexicon import CONTEXT_FILE, default_lexicon_dir, load_yaml
 from .schema import CONTEXT_ATTRIBUTES, SUPPRESSING_ATTRIBUTES, ContextAttribute, ContextFlag
 
-Direction = Literal["forward", "backward", "bidirectional", "terminate", "pseudo"]
+Direction = Literal["forward", "backward", "bidirectional", "terminate", "pseudo", "cancel"]
 
 
 class ContextRuleModel(BaseModel):
@@ -67,10 +70,12 @@ class ContextRuleModel(BaseModel):
             raise ValueError("'literal' is blank")
         if self.direction in ("forward", "backward", "bidirectional") and self.attribute is None:
             raise ValueError(f"a {self.direction} rule needs an 'attribute'")
-        if self.direction in ("terminate", "pseudo") and self.attribute is not None:
+        if self.direction in ("terminate", "pseudo", "cancel") and self.attribute is not None:
             raise ValueError(f"a {self.direction} rule sets no 'attribute' (use 'applies_to' to limit a terminator)")
-        if self.applies_to is not None and self.direction != "terminate":
-            raise ValueError("'applies_to' is only for terminate rules")
+        if self.applies_to is not None and self.direction not in ("terminate", "cancel"):
+            raise ValueError("'applies_to' is only for terminate and cancel rules")
+        if self.direction == "cancel" and not self.applies_to:
+            raise ValueError("a cancel rule needs 'applies_to' (the attributes it clears)")
         return self
 
 
@@ -250,10 +255,19 @@ def flags_for_target(scopes: Iterable[Scope], start: int, end: int) -> dict[str,
     indicator "no food in the house"); one that only overlaps its start does ("No signs
     of" before the indicator "signs of neglect"). Where several triggers set one
     attribute, the nearest wins.
+
+    A cancel trigger with a token after the target's first token and starting less
+    than its ``max_scope`` tokens after the target's end (in the same segment: its
+    scope's ``start`` is the segment start) clears the attributes in its ``applies_to``.
     """
     found: dict[str, tuple[int, Trigger]] = {}
+    cleared: set[str] = set()
     for sc in scopes:
         t = sc.trigger
+        if t.rule.direction == "cancel":
+            if t.end - 1 > start and t.start < end + t.rule.max_scope and sc.start <= start:
+                cleared |= t.rule.applies_to
+            continue
         if start <= t.start and t.end <= end:
             continue
         if sc.start < end and start < sc.end:
@@ -261,7 +275,7 @@ def flags_for_target(scopes: Iterable[Scope], start: int, end: int) -> dict[str,
             attr = t.rule.attribute
             if attr not in found or dist < found[attr][0]:
                 found[attr] = (dist, t)
-    return {a: t for a, (_, t) in found.items()}
+    return {a: t for a, (_, t) in found.items() if a not in cleared}
 
 
 # ---------------------------------------------------------------------------
@@ -399,14 +413,20 @@ class ContextEngine:
             sentences = sentence_bounds(doc)
         sent_starts = [a for a, _ in sentences if start < a < end]
         bounds = sorted({start, *sent_starts, *self.boundaries(doc, start, end)})
-        terminators = [t for t in triggers if t.rule.direction == "terminate"]
+        # A cancel trigger also ends the scope of the attributes it clears ("dad's
+        # friend gave her vodka": the "gave her" stops "dad's friend" reaching "vodka").
+        terminators = [t for t in triggers if t.rule.direction in ("terminate", "cancel")]
         out = []
         for t in triggers:
             if t.rule.direction in ("terminate", "pseudo"):
                 continue
+            seg = segment_bounds(end, bounds, t.start)
+            if t.rule.direction == "cancel":
+                # Not skipped inside other spans: the "him" of the hit "hit him" cancels.
+                out.append(Scope(trigger=t, start=seg[0], end=t.end))
+                continue
             if any(s <= t.start and t.end <= e for s, e in ignore):
                 continue
-            seg = segment_bounds(end, bounds, t.start)
             out.append(compute_scope(t, seg, terminators))
         return out
 
