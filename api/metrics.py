@@ -5,9 +5,9 @@ Neither ever holds note text or note ids: metrics are labelled by route *templat
 access log lines carry request id, key id, status, latency and counts only.
 
 Each app gets its own ``CollectorRegistry`` so tests can build many apps. With
-``--workers N`` each worker counts on its own and a scrape sees one worker; set
-``PROMETHEUS_MULTIPROC_DIR`` (an empty folder) before start-up to have /metrics add up
-every worker (prometheus_client multiprocess mode).
+``--workers N`` (N > 1) ``flagger serve`` sets ``PROMETHEUS_MULTIPROC_DIR`` to a fresh
+temporary folder before the workers start, so /metrics adds up every worker
+(prometheus_client multiprocess mode).
 """
 
 from __future__ import annotations

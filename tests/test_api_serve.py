@@ -66,3 +66,48 @@ def test_api_serve_subprocess_scans_and_shuts_down_gracefully(tmp_path):
         ("/v1/scan", 200), ("/v1/scan", 422)]
     for text in (logs_out, logs_err):
         assert SECRET not in text and "burner" not in text and "went+missing" not in text
+
+
+@pytest.mark.slow
+def test_api_serve_two_workers_metrics_add_up(tmp_path):
+    """With --workers 2, every scrape of /metrics counts the scans of both workers."""
+    lex = write_lexicons(tmp_path / "lex")
+    env = {"PATH": "/usr/bin:/bin", "HOME": str(tmp_path), "TMPDIR": str(tmp_path),
+           "FLAGGER_DATABASE_URL": f"sqlite:///{tmp_path / 'review.db'}",
+           "FLAGGER_LEXICON_DIR": str(lex), "FLAGGER_CONTEXT_RULES": str(lex / "context.yml")}
+    from flagger.store import ReviewStore
+
+    _, token = ReviewStore(env["FLAGGER_DATABASE_URL"]).create_api_key("t", "scanner")
+    port = _free_port()
+    url = f"http://127.0.0.1:{port}"
+    with open(tmp_path / "err.log", "w") as e:
+        proc = subprocess.Popen([FLAGGER, "serve", "--port", str(port), "--model", "none", "--workers", "2"],
+                                env=env, stdout=subprocess.DEVNULL, stderr=e)
+    try:
+        deadline = time.monotonic() + 120
+        while True:
+            assert proc.poll() is None, (tmp_path / "err.log").read_text()
+            try:
+                if httpx.get(f"{url}/readyz", timeout=2).status_code == 200:
+                    break
+            except httpx.HTTPError:
+                pass
+            assert time.monotonic() < deadline, "not ready in 120 s"
+            time.sleep(0.3)
+        auth = {"Authorization": f"Bearer {token}"}
+        n = 12
+        # Fresh connections, so uvicorn's workers share them out between them.
+        for i in range(n):
+            with httpx.Client() as c:
+                assert c.post(f"{url}/v1/scan", json={"id": f"m{i}", "text": SECRET}, headers=auth).status_code == 200
+        metrics_dirs = [p for p in tmp_path.iterdir() if p.name.startswith("flagger-metrics-")]
+        assert len(metrics_dirs) == 1 and any(metrics_dirs[0].iterdir())
+        for _ in range(4):
+            with httpx.Client() as c:
+                body = c.get(f"{url}/metrics").text
+            assert f'flagger_notes_scanned_total{{status="scanned"}} {float(n)}' in body, body[:2000]
+            assert SECRET not in body
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        proc.wait(timeout=30)
+    assert not any(p.name.startswith("flagger-metrics-") for p in tmp_path.iterdir())

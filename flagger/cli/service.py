@@ -86,9 +86,29 @@ def serve_cmd(host: str | None, port: int | None, workers: int | None, model: st
         raise click.ClickException(exc.message) from None
     click.echo(f"flagger serve: http://{s.host}:{s.port} ({s.workers} worker(s), model {s.model}); "
                "suggestions only, no outbound calls.", err=True)
-    uvicorn.run("api.app:app", factory=True, host=s.host, port=s.port, workers=s.workers,
-                access_log=False, log_config=LOG_CONFIG, proxy_headers=False, server_header=False,
-                timeout_graceful_shutdown=s.graceful_shutdown_seconds)
+    metrics_dir = _multiprocess_metrics_dir(s.workers)
+    try:
+        uvicorn.run("api.app:app", factory=True, host=s.host, port=s.port, workers=s.workers,
+                    access_log=False, log_config=LOG_CONFIG, proxy_headers=False, server_header=False,
+                    timeout_graceful_shutdown=s.graceful_shutdown_seconds)
+    finally:
+        if metrics_dir is not None:
+            metrics_dir.cleanup()
+
+
+def _multiprocess_metrics_dir(workers: int):
+    """With several workers, each is its own process with its own counters, so a scrape
+    of /metrics would see whichever worker answered. prometheus_client's multiprocess
+    mode shares them through files in PROMETHEUS_MULTIPROC_DIR, which must be set before
+    the workers import it: a fresh temporary folder per run (removed at exit) unless the
+    operator set one. Returns the TemporaryDirectory to clean up, or None."""
+    import tempfile
+
+    if workers <= 1 or os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+        return None
+    tmp = tempfile.TemporaryDirectory(prefix="flagger-metrics-")
+    os.environ["PROMETHEUS_MULTIPROC_DIR"] = tmp.name
+    return tmp
 
 
 @click.group("keys")
