@@ -15,8 +15,8 @@ Scope runs forward, backward or both from the trigger, up to ``max_scope`` token
 and stops at the sentence end, at a list boundary (``;`` or a line break) and at a
 terminating word ("but", "however", "apart from"). Pseudo-triggers ("not unusual",
 "no doubt", "cannot rule out") are matched only so that the shorter trigger inside
-them does not fire. A *cancel* trigger found at the end of a target or just after it
-clears attributes from that target: an object pronoun ("mum's friend hit *him*")
+them does not fire. A terminator marked ``cancel: true`` found at the end of a target
+or just after it also clears its attributes from that target: an object pronoun ("mum's friend hit *him*")
 makes the case child the one harmed, so the hit is not about another person, and
 "since Monday" after "history of X" makes X current, not historical.
 
@@ -47,7 +47,7 @@ from .errors import LexiconError
 from .lexicon import CONTEXT_FILE, default_lexicon_dir, load_yaml
 from .schema import CONTEXT_ATTRIBUTES, SUPPRESSING_ATTRIBUTES, ContextAttribute, ContextFlag
 
-Direction = Literal["forward", "backward", "bidirectional", "terminate", "pseudo", "cancel"]
+Direction = Literal["forward", "backward", "bidirectional", "terminate", "pseudo"]
 
 
 class ContextRuleModel(BaseModel):
@@ -60,6 +60,7 @@ class ContextRuleModel(BaseModel):
     direction: Direction
     max_scope: int = Field(8, ge=1, le=60)
     applies_to: list[ContextAttribute] | None = None
+    cancel: bool = False
     source: str
 
     @model_validator(mode="after")
@@ -70,12 +71,14 @@ class ContextRuleModel(BaseModel):
             raise ValueError("'literal' is blank")
         if self.direction in ("forward", "backward", "bidirectional") and self.attribute is None:
             raise ValueError(f"a {self.direction} rule needs an 'attribute'")
-        if self.direction in ("terminate", "pseudo", "cancel") and self.attribute is not None:
+        if self.direction in ("terminate", "pseudo") and self.attribute is not None:
             raise ValueError(f"a {self.direction} rule sets no 'attribute' (use 'applies_to' to limit a terminator)")
-        if self.applies_to is not None and self.direction not in ("terminate", "cancel"):
-            raise ValueError("'applies_to' is only for terminate and cancel rules")
-        if self.direction == "cancel" and not self.applies_to:
-            raise ValueError("a cancel rule needs 'applies_to' (the attributes it clears)")
+        if self.applies_to is not None and self.direction != "terminate":
+            raise ValueError("'applies_to' is only for terminate rules")
+        if self.cancel and self.direction != "terminate":
+            raise ValueError("'cancel' is only for terminate rules")
+        if self.cancel and not self.applies_to:
+            raise ValueError("a cancel terminator needs 'applies_to' (the attributes it clears)")
         return self
 
 
@@ -98,6 +101,7 @@ class ContextRule:
     literal: str | None
     pattern: tuple[dict[str, Any], ...] | None
     source: str
+    cancel: bool = False  # a terminator that also clears its attributes from a target it ends
 
 
 @dataclass(frozen=True)
@@ -171,6 +175,7 @@ def load_context_rules(path: Path | str | None = None) -> ContextRules:
             literal=r.literal,
             pattern=tuple(r.pattern) if r.pattern is not None else None,
             source=r.source,
+            cancel=r.cancel,
         )
         for r in model.rules
     )
@@ -256,15 +261,16 @@ def flags_for_target(scopes: Iterable[Scope], start: int, end: int) -> dict[str,
     of" before the indicator "signs of neglect"). Where several triggers set one
     attribute, the nearest wins.
 
-    A cancel trigger with a token after the target's first token and starting less
-    than its ``max_scope`` tokens after the target's end (in the same segment: its
-    scope's ``start`` is the segment start) clears the attributes in its ``applies_to``.
+    A cancel terminator (``rule.cancel``) with a token after the target's first token
+    and starting less than its ``max_scope`` tokens after the target's end (in the same
+    segment: its scope's ``start`` is the segment start) clears the attributes in its
+    ``applies_to``.
     """
     found: dict[str, tuple[int, Trigger]] = {}
     cleared: set[str] = set()
     for sc in scopes:
         t = sc.trigger
-        if t.rule.direction == "cancel":
+        if t.rule.cancel:
             if t.end - 1 > start and t.start < end + t.rule.max_scope and sc.start <= start:
                 cleared |= t.rule.applies_to
             continue
@@ -362,11 +368,27 @@ class ContextEngine:
                 self._gated.append((m, [(k, frozenset(vocab.strings.add(v) for v in vals)) for k, vals in req]))
             else:
                 self._matcher.add(r.id, [list(r.pattern)])
+        # Each gated matcher is indexed by its least common required token set, so a
+        # sentence only checks the matchers whose anchor token it holds (not all of them).
+        from spacy.lang.en.stop_words import STOP_WORDS
 
-    def find_triggers(self, doclike: Doc | Span) -> list[Trigger]:
+        from ._common_words import COMMON_WORDS
+
+        def _commonness(values: frozenset[str]) -> tuple[int, int]:
+            return (sum(v in COMMON_WORDS or v in STOP_WORDS for v in values), len(values))
+
+        self._anchor: dict[tuple[str, int], list[int]] = {}
+        for i, (_, req) in enumerate(self._gated):
+            kind, hashes = min(req, key=lambda kv: _commonness(
+                frozenset(vocab.strings[h] for h in kv[1])))
+            for h in hashes:
+                self._anchor.setdefault((kind, h), []).append(i)
+
+    def find_triggers(self, doclike: Doc | Span, arr=None) -> list[Trigger]:
         """Every trigger in a Doc or Span, overlaps resolved, in document order.
 
-        Offsets are always token indices into the Doc.
+        Offsets are always token indices into the Doc. ``arr`` is the doc's
+        ``to_array([LOWER, LEMMA])`` when the caller already has it.
         """
         doc = doclike.doc if isinstance(doclike, Span) else doclike
         base = doclike.start if isinstance(doclike, Span) else 0
@@ -374,10 +396,15 @@ class ContextEngine:
         if len(self._matcher):  # Matcher: Span offsets
             found += [(k, s + base, e + base) for k, s, e in self._matcher(doclike)]
         if self._gated:
-            arr = doclike.to_array([LOWER, LEMMA]) if isinstance(doclike, Doc) else \
-                doc.to_array([LOWER, LEMMA])[doclike.start:doclike.end]
+            if arr is None:
+                arr = doc.to_array([LOWER, LEMMA])
+            if isinstance(doclike, Span):
+                arr = arr[doclike.start:doclike.end]
             have = {"lower": set(arr[:, 0].tolist()), "lemma": set(arr[:, 1].tolist())}
-            for m, req in self._gated:
+            anchor = self._anchor
+            cands = {i for kind, hs in have.items() for h in hs for i in anchor.get((kind, h), ())}
+            for i in sorted(cands):
+                m, req = self._gated[i]
                 if all(not hashes.isdisjoint(have[kind]) for kind, hashes in req):
                     found += [(k, s + base, e + base) for k, s, e in m(doclike)]
         raw = []
@@ -401,33 +428,30 @@ class ContextEngine:
 
     def scopes(self, doc: Doc, start: int = 0, end: int | None = None,
                ignore: Sequence[tuple[int, int]] = (),
-               sentences: Sequence[tuple[int, int]] | None = None) -> list[Scope]:
+               sentences: Sequence[tuple[int, int]] | None = None, arr=None) -> list[Scope]:
         """Scopes of the modifying triggers in tokens [start, end) (default: the whole
         doc), skipping triggers inside ``ignore`` spans. ``sentences`` are the doc's
         sentence bounds when the caller already has them."""
         end = len(doc) if end is None else end
-        triggers = self.find_triggers(doc[start:end] if (start, end) != (0, len(doc)) else doc)
+        triggers = self.find_triggers(doc[start:end] if (start, end) != (0, len(doc)) else doc, arr)
         if sentences is None:
             from .pipeline import sentence_bounds
 
             sentences = sentence_bounds(doc)
         sent_starts = [a for a, _ in sentences if start < a < end]
         bounds = sorted({start, *sent_starts, *self.boundaries(doc, start, end)})
-        # A cancel trigger also ends the scope of the attributes it clears ("dad's
-        # friend gave her vodka": the "gave her" stops "dad's friend" reaching "vodka").
-        terminators = [t for t in triggers if t.rule.direction in ("terminate", "cancel")]
+        terminators = [t for t in triggers if t.rule.direction == "terminate"]
         out = []
         for t in triggers:
-            if t.rule.direction in ("terminate", "pseudo"):
-                continue
-            seg = segment_bounds(end, bounds, t.start)
-            if t.rule.direction == "cancel":
+            if t.rule.cancel:
                 # Not skipped inside other spans: the "him" of the hit "hit him" cancels.
-                out.append(Scope(trigger=t, start=seg[0], end=t.end))
+                out.append(Scope(trigger=t, start=segment_bounds(end, bounds, t.start)[0], end=t.end))
+                continue
+            if t.rule.direction in ("terminate", "pseudo"):
                 continue
             if any(s <= t.start and t.end <= e for s, e in ignore):
                 continue
-            out.append(compute_scope(t, seg, terminators))
+            out.append(compute_scope(t, segment_bounds(end, bounds, t.start), terminators))
         return out
 
     def assess_spans(self, doc: Doc, spans: Sequence[Span]) -> list[ContextAssessment]:
@@ -444,11 +468,12 @@ class ContextEngine:
         bounds = sentence_bounds(doc)
         starts = [a for a, _ in bounds]
         out = []
+        arr = doc.to_array([LOWER, LEMMA]) if self._gated and spans else None  # once per doc
         for s in spans:
             sa, sb = bounds[bisect.bisect_right(starts, s.start) - 1]
             key = (sa, max(sb, s.end))
             if key not in by_sent:
-                by_sent[key] = self.scopes(doc, key[0], key[1], ignore=ignore, sentences=bounds)
+                by_sent[key] = self.scopes(doc, key[0], key[1], ignore=ignore, sentences=bounds, arr=arr)
             found = flags_for_target(by_sent[key], s.start, s.end)
             flags = [
                 ContextFlag(attribute=a, rule=t.rule.id, trigger=t.text, start=t.start_char, end=t.end_char)

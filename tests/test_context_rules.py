@@ -178,6 +178,86 @@ def test_context_rules_modifiers(sentence, target, occurrence, expected):
     _check(sentence, target, occurrence, expected)
 
 
+# -- general English (clinical and safeguarding), both sides of each boundary ---------
+# Experiencer: a relative's or a friend's own condition is other_person; a third party
+# harming the case child ("mum's boyfriend hit him", "dad's friend gave her vodka") is not,
+# and neither is a relative who only brings, reports or witnesses.
+
+GENERAL_ENGLISH = [
+    pytest.param('His brother was diagnosed with leukaemia.', 'leukaemia', 1, {'other_person': 'brother was diagnosed'}, id='other-kin-diagnosed'),
+    pytest.param('Maternal grandmother died of ovarian cancer.', 'ovarian cancer', 1, {'other_person': 'Maternal grandmother died of'}, id='other-kin-died'),
+    pytest.param('Mother has diabetes.', 'diabetes', 1, {'other_person': 'Mother has diabetes'}, id='other-kin-has'),
+    pytest.param('Father - type 2 diabetes.', 'type 2 diabetes', 1, {'other_person': 'Father -'}, id='other-kin-dash'),
+    pytest.param('Father: hypertension and high cholesterol.', 'hypertension', 1, {'other_person': 'Father:'}, id='other-kin-colon'),
+    pytest.param('FH: colon cancer.', 'colon cancer', 1, {'other_person': 'FH:'}, id='other-fh-colon'),
+    pytest.param('Family history significant for early coronary artery disease.', 'coronary artery disease', 1, {'other_person': 'Family history significant for'}, id='other-family-history-fwd'),
+    pytest.param('Epilepsy in his cousin.', 'Epilepsy', 1, {'other_person': 'in his cousin'}, id='other-in-kin-bwd'),
+    pytest.param('Migraine (mother).', 'Migraine', 1, {'other_person': '(mother'}, id='other-paren-kin'),
+    pytest.param('Sibling with sickle cell disease.', 'sickle cell disease', 1, {'other_person': 'Sibling with sickle'}, id='other-sibling-with'),
+    pytest.param('Glaucoma runs in her family.', 'Glaucoma', 1, {'other_person': 'runs in her family'}, id='other-runs-in-family'),
+    pytest.param('Lives with a flatmate who has active tuberculosis.', 'tuberculosis', 1, {'other_person': 'flatmate who has active'}, id='other-who-has'),
+    pytest.param('Her brother has no known allergies.', 'allergies', 1, {'negated': 'brother has no known', 'other_person': 'brother has no known'}, id='other-and-negated'),
+    pytest.param("Her friend's sister was groomed online.", 'groomed', 1, {'other_person': "Her friend's"}, id='other-friends-sister'),
+    pytest.param("The neighbour's son went missing.", 'went missing', 1, {'other_person': 'The neighbour'}, id='other-neighbours-son'),
+    pytest.param('Another pupil has been self-harming in the toilets.', 'self-harming', 1, {'other_person': 'Another pupil'}, id='other-another-pupil'),
+    pytest.param('A girl in his class is being bullied.', 'bullied', 1, {'other_person': 'A girl in his'}, id='other-girl-in-class'),
+    pytest.param('An older boy on the estate sells drugs to younger children.', 'sells drugs', 1, {'other_person': 'An older boy on the estate'}, id='other-boy-on-estate'),
+    pytest.param("Mum's boyfriend hit him with a belt.", 'hit him', 1, {}, id='perp-household-hit-him'),
+    pytest.param('Her uncle touched her when she stayed over.', 'touched her', 1, {}, id='perp-uncle-touched-her'),
+    pytest.param("Dad's friend gave her vodka at the party.", 'vodka', 1, {}, id='perp-dads-friend-gave-her'),
+    pytest.param("Her friend's brother touched her at the sleepover.", 'touched', 1, {}, id='perp-friends-brother-object-her'),
+    pytest.param('Another pupil punched him in the face.', 'punched', 1, {}, id='perp-pupil-punched-him'),
+    pytest.param("Her friend's dad hits her friend.", 'hits', 1, {'other_person': "Her friend's"}, id='other-object-is-the-friend'),
+    pytest.param('Brought in by his father with a head injury.', 'head injury', 1, {}, id='informant-by-father-with'),
+    pytest.param('History obtained from daughter: patient fell at home.', 'fell', 1, {}, id='informant-from-daughter-colon'),
+    pytest.param('Dad denies any violence, but the neighbour reported violence most nights.', 'violence', 2, {}, id='informant-neighbour-reported'),
+    pytest.param('Her classmate was reported missing at the weekend.', 'reported missing', 1, {'other_person': 'Her classmate'}, id='other-passive-reported'),
+    pytest.param("She went to her friend's house and was assaulted there.", 'assaulted', 1, {}, id='pseudo-friends-house'),
+    pytest.param("Cannabis was found in his brother's bedroom.", 'Cannabis', 1, {}, id='pseudo-in-brothers-room'),
+    pytest.param('Dad has a history of domestic violence.', 'domestic violence', 1, {'historical': 'history of'}, id='household-dad-history'),
+    pytest.param('Older brother has taken her passport.', 'taken her passport', 1, {}, id='household-brother-taken'),
+    pytest.param('We discussed the signs of grooming in the PSHE lesson.', 'grooming', 1, {'professional': 'PSHE lesson'}, id='prof-pshe-lesson'),
+    pytest.param('Leaflet on domestic abuse given to all parents.', 'domestic abuse', 1, {'professional': 'Leaflet on'}, id='prof-leaflet-on'),
+    pytest.param('NICE guidance on sepsis recognition was circulated.', 'sepsis', 1, {'professional': 'NICE guidance'}, id='prof-guidance-on'),
+    pytest.param('Asked routine questions about domestic violence.', 'domestic violence', 1, {'hypothetical': 'routine questions about', 'professional': 'routine questions about'}, id='prof-routine-questions'),
+    pytest.param('Screening for domestic abuse is routine at booking.', 'domestic abuse', 1, {'hypothetical': 'Screening for', 'professional': 'is routine'}, id='prof-screening-is-routine'),
+    pytest.param('During the PSHE lesson she disclosed that her stepfather hits her.', 'hits her', 1, {}, id='prof-disclosure-in-lesson'),
+    pytest.param('Status post appendicectomy.', 'appendicectomy', 1, {'historical': 'Status post'}, id='hist-status-post'),
+    pytest.param('PMH: hypertension.', 'hypertension', 1, {'historical': 'PMH:'}, id='hist-pmh-colon'),
+    pytest.param('Anorexia in her teens.', 'Anorexia', 1, {'historical': 'in her teens'}, id='hist-in-her-teens-bwd'),
+    pytest.param('Bullied at primary school.', 'Bullied', 1, {'historical': 'at primary school'}, id='hist-primary-school-bwd'),
+    pytest.param('Domestic abuse in a previous relationship.', 'Domestic abuse', 1, {'historical': 'in a previous relationship'}, id='hist-previous-relationship'),
+    pytest.param('Knee pain, which settled several years ago.', 'Knee pain', 1, {'historical': 'settled'}, id='hist-which-does-not-end-history'),
+    pytest.param('Back pain which has since resolved.', 'Back pain', 1, {'historical': 'since resolved'}, id='hist-since-resolved'),
+    pytest.param('Previously known to have a heart murmur.', 'heart murmur', 1, {'historical': 'Previously known'}, id='hist-previously-known'),
+    pytest.param('History of chest pain since Monday.', 'chest pain', 1, {}, id='hist-cancel-since-monday'),
+    pytest.param('History of headaches for the past three days.', 'headaches', 1, {}, id='hist-cancel-for-days'),
+    pytest.param('Recent history of falls.', 'falls', 1, {}, id='hist-pseudo-recent-history'),
+    pytest.param('He has been vomiting for two weeks.', 'vomiting', 1, {}, id='hist-current-for-weeks'),
+    pytest.param('Child aged 4 with bruising to the ear.', 'bruising', 1, {}, id='hist-not-aged'),
+    pytest.param('At a house party in the summer, a man gave her drinks.', 'gave her drinks', 1, {}, id='hist-not-the-summer'),
+    pytest.param('Should bleeding occur, attend A&E.', 'bleeding', 1, {'hypothetical': 'Should bleeding occur'}, id='hyp-should-x-occur'),
+    pytest.param('Advised to look out for signs of infection.', 'infection', 1, {'hypothetical': 'look out for'}, id='hyp-look-out-for'),
+    pytest.param('Could develop pneumonia after surgery.', 'pneumonia', 1, {'hypothetical': 'Could develop'}, id='hyp-could-develop'),
+    pytest.param('He said he would run away if he were sent home.', 'run away', 1, {'hypothetical': 'if he were'}, id='hyp-if-he-were-bwd'),
+    pytest.param('Analgesia as needed for pain.', 'pain', 1, {'hypothetical': 'as needed for'}, id='hyp-as-needed-for'),
+    pytest.param('Will start insulin next week.', 'insulin', 1, {'hypothetical': 'Will start'}, id='hyp-will-start'),
+    pytest.param('Dad would hit him when he was drunk.', 'hit him', 1, {}, id='hyp-not-habitual-would'),
+    pytest.param('Mum is considering taking her abroad to be cut.', 'cut', 1, {}, id='hyp-not-considering'),
+    pytest.param('Not certain whether he is using cannabis.', 'cannabis', 1, {'uncertain': 'Not certain whether'}, id='unc-not-certain-whether'),
+    pytest.param('No change in his breathlessness.', 'breathlessness', 1, {}, id='pseudo-no-change'),
+    pytest.param('No increase in seizure frequency.', 'seizure', 1, {}, id='pseudo-no-increase'),
+    pytest.param('No bruising apart from a mark on her cheek.', 'mark on her cheek', 1, {}, id='term-apart-from'),
+    pytest.param('No injuries aside from a graze.', 'graze', 1, {}, id='term-aside-from'),
+    pytest.param('Denies all symptoms except nausea.', 'nausea', 1, {}, id='term-except'),
+]
+
+
+@pytest.mark.parametrize(("sentence", "target", "occurrence", "expected"), GENERAL_ENGLISH)
+def test_context_rules_general_english(sentence, target, occurrence, expected):
+    _check(sentence, target, occurrence, expected)
+
+
 @pytest.mark.parametrize("attribute", ["uncertain"])
 def test_context_rules_uncertain_does_not_suppress(attribute):
     assert attribute in CONTEXT_ATTRIBUTES
@@ -276,9 +356,9 @@ def test_context_rules_component_leaves_docs_without_spans(blank_nlp, text):
 
 
 def _rule(rule_id: str, direction: str, attribute: str | None = None, max_scope: int = 5,
-          applies_to: tuple[str, ...] = CONTEXT_ATTRIBUTES) -> ContextRule:
+          applies_to: tuple[str, ...] = CONTEXT_ATTRIBUTES, cancel: bool = False) -> ContextRule:
     return ContextRule(id=rule_id, attribute=attribute, direction=direction, max_scope=max_scope,
-                       applies_to=frozenset(applies_to), literal=rule_id, pattern=None, source="test")
+                       applies_to=frozenset(applies_to), literal=rule_id, pattern=None, source="test", cancel=cancel)
 
 
 def _trigger(rule: ContextRule, start: int, end: int) -> Trigger:
@@ -357,6 +437,8 @@ def _scope(rule: ContextRule, trig: tuple[int, int], scope: tuple[int, int]) -> 
 
 
 NEG_FAR = _rule("neg.no", "forward", "negated")
+OTHER = _rule("other.test", "forward", "other_person", max_scope=10)
+CANCEL_OTHER = _rule("cancel.obj_him", "terminate", max_scope=1, applies_to=("other_person",), cancel=True)
 
 
 @pytest.mark.parametrize(
@@ -373,8 +455,68 @@ NEG_FAR = _rule("neg.no", "forward", "negated")
         pytest.param([(NEG, (0, 1), (0, 10)), (HIST, (1, 2), (1, 10))], (4, 5),
                      {"negated": "neg.not", "historical": "hist.previously"}, id="two-attributes"),
         pytest.param([], (0, 1), {}, id="no-scopes"),
+        # a cancel trigger at the end of the target or just after it clears its attributes
+        pytest.param([(OTHER, (0, 2), (0, 10)), (CANCEL_OTHER, (4, 5), (0, 5))], (3, 4), {}, id="cancel-just-after"),
+        pytest.param([(OTHER, (0, 2), (0, 10)), (CANCEL_OTHER, (4, 5), (0, 5))], (3, 5), {}, id="cancel-inside-end"),
+        pytest.param([(OTHER, (0, 2), (0, 10)), (CANCEL_OTHER, (6, 7), (0, 7))], (3, 4),
+                     {"other_person": "other.test"}, id="cancel-too-far"),
+        pytest.param([(OTHER, (0, 2), (0, 10)), (CANCEL_OTHER, (4, 5), (4, 5))], (3, 4),
+                     {"other_person": "other.test"}, id="cancel-other-segment"),
+        pytest.param([(OTHER, (0, 2), (0, 10)), (NEG, (0, 1), (0, 10)), (CANCEL_OTHER, (4, 5), (0, 5))], (3, 4),
+                     {"negated": "neg.not"}, id="cancel-only-its-attributes"),
     ],
 )
 def test_context_rules_flags_for_target(scopes, target, expected):
     got = flags_for_target([_scope(r, t, s) for r, t, s in scopes], *target)
     assert {a: t.rule.id for a, t in got.items()} == expected
+
+
+# -- cancel rules: validated like the others -----------------------------------------
+
+_CANCEL_FILE = """version: 1.0.0
+sources:
+  context: test
+rules:
+- id: other.her_friend
+  literal: her friend
+  direction: forward
+  source: context
+  attribute: other_person
+- id: {rid}
+  literal: him
+  direction: {direction}
+  max_scope: 1
+  source: context
+  cancel: true
+{extra}"""
+
+
+@pytest.mark.parametrize(
+    ("rid", "direction", "extra", "message"),
+    [
+        pytest.param("cancel.no_applies", "terminate", "",
+                     r"ctx\.yml: rule 'cancel\.no_applies' .*a cancel terminator needs 'applies_to'",
+                     id="cancel-needs-applies-to"),
+        pytest.param("cancel.forward", "forward", "  attribute: other_person\n",
+                     r"ctx\.yml: rule 'cancel\.forward' .*'cancel' is only for terminate rules", id="cancel-only-terminate"),
+    ],
+)
+def test_context_rules_malformed_cancel_rule_refused(tmp_path, rid, direction, extra, message):
+    from flagger.context import load_context_rules
+    from flagger.errors import LexiconError
+
+    path = tmp_path / "ctx.yml"
+    path.write_text(_CANCEL_FILE.format(rid=rid, direction=direction, extra=extra), encoding="utf-8")
+    with pytest.raises(LexiconError, match=message):
+        load_context_rules(path)
+
+
+def test_context_rules_cancel_rule_loads(tmp_path):
+    from flagger.context import load_context_rules
+
+    path = tmp_path / "ctx.yml"
+    path.write_text(_CANCEL_FILE.format(rid="cancel.obj_him", direction="terminate",
+                                        extra="  applies_to: [other_person]\n"), encoding="utf-8")
+    rule = load_context_rules(path).rules[1]
+    assert (rule.direction, rule.cancel, rule.applies_to, rule.attribute) == \
+        ("terminate", True, frozenset({"other_person"}), None)
