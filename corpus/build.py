@@ -99,6 +99,21 @@ def main() -> None:
         lab = Counter(l for n in notes if n["split"] == split for l in n["labels"])
         none = sum(1 for n in notes if n["split"] == split and not n["labels"])
         print(f"  {split}: no-concern {none}; " + ", ".join(f"{k} {lab[k]}" for k in CATEGORY_KEYS))
+    # The data card's tables, ready to paste.
+    print("\n| split | notes | no concern | " + " | ".join(CATEGORY_KEYS) + " |")
+    print("|---|---|---|" + "---|" * len(CATEGORY_KEYS))
+    for split in ("train", "dev", "test"):
+        sel = [n for n in notes if n["split"] == split]
+        lab = Counter(l for n in sel for l in n["labels"])
+        print(f"| {split} | {len(sel)} | {sum(1 for n in sel if not n['labels'])} | "
+              + " | ".join(str(lab[k]) for k in CATEGORY_KEYS) + " |")
+    words = sorted(len(n["text"].split()) for n in notes)
+    kinds = Counter(n["kind"] for n in notes)
+    print(f"\nwords: median {words[len(words) // 2]}, min {words[0]}, max {words[-1]}; "
+          f"no concern {sum(1 for n in notes if not n['labels'])} ({100 * sum(1 for n in notes if not n['labels']) / len(notes):.0f}%); kinds: "
+          + ", ".join(f"{k} {v}" for k, v in kinds.most_common()))
+    by_source = Counter(n["source"] for n in notes)
+    print("per source file: " + ", ".join(f"{k} {v}" for k, v in sorted(by_source.items())))
 
 
 if __name__ == "__main__":
