@@ -20,6 +20,14 @@ or just after it also clears its attributes from that target: an object pronoun 
 makes the case child the one harmed, so the hit is not about another person, and
 "since Monday" after "history of X" makes X current, not historical.
 
+Decisions on boundary words: "at risk of", "may be", "possible" are ``uncertain`` (a present
+possibility a DSL must see); "could/may/might develop", "can lead to", "should X occur",
+"if he were", "will start" are ``hypothetical`` (a future or conditional event); a bare
+"would" is not a trigger, because "dad would hit him" is habitual past, not a condition.
+A relative's own condition ("mother has diabetes", "his brother was diagnosed with X") is
+``other_person``; mum, dad and a parent's partner are the case household and are not, and
+an object pronoun after the hit ("hit him", "touched her.") cancels ``other_person``.
+
 The algorithm follows ConText (Harkema et al. 2009) and NegEx (Chapman et al. 2001);
 it is written here rather than taken from medspaCy because medspaCy pins spaCy < 3.8.
 Rules are data (``lexicons/context.yml``), validated on load.
