@@ -15,20 +15,18 @@ from typing import Any, Iterable, Iterator, Mapping, Sequence
 
 import numpy as np
 
-from spacy.lang.en.stop_words import STOP_WORDS
 from spacy.language import Language
 from spacy.matcher import Matcher, PhraseMatcher
 from spacy.attrs import LEMMA, LOWER
 from spacy.tokens import Doc, Span, SpanGroup
 
 from . import __version__
-from ._common_words import COMMON_WORDS
 from .categories import CATEGORY_KEYS
 from .context import ContextComponent, load_context_rules
 from .errors import InputFileError, InputRecordError
 from .fusion import FusionConfig, fuse_category
 from .lexicon import LexiconSet, load_lexicons
-from .pipeline import build_base_nlp, in_sorted, is_printable_text, normalise, sentence_bounds
+from .pipeline import build_base_nlp, is_printable_text, normalise, sentence_bounds
 from .schema import ErrorInfo, Evidence, NoteResult, Versions
 
 log = logging.getLogger(__name__)
@@ -59,10 +57,6 @@ def required_literals(pattern: Sequence[Mapping[str, Any]]) -> list[tuple[str, f
     return out
 
 
-def _commonness(values: frozenset[str]) -> tuple[int, int]:
-    return (sum(v in COMMON_WORDS or v in STOP_WORDS for v in values), len(values))
-
-
 class LexiconMatcher:
     """spaCy component: lexicon phrases and token patterns -> ``doc.spans['flagger_hits']``.
 
@@ -71,10 +65,14 @@ class LexiconMatcher:
     its ``IN`` predicates call back into Python per token, which made it ~90% of the
     scan time on long notes (about 10k words/s). So each token pattern gets its own
     small Matcher, run only on a sentence that holds all of the pattern's required
-    literal tokens: first its rarest required token (the *anchor*, found with one
-    array lookup over the doc), then the others (a set check on that sentence). The
-    matches are the same as running every pattern everywhere, because a pattern cannot
-    match without its required tokens and patterns do not cross sentences.
+    literal tokens (see :func:`required_literals`). The matches are the same as running
+    every pattern everywhere, because a pattern cannot match without its required
+    tokens and patterns do not cross sentences.
+
+    Which (sentence, pattern) pairs pass is worked out for a whole doc at once on bit
+    sets (:meth:`_gated_pairs`). spaCy has no way to restrict a Matcher to chosen
+    spans, and checking each candidate pattern against Python sets sentence by
+    sentence cost more than the Matcher calls it saved; hence this code.
     """
 
     def __init__(self, nlp: Language, lexicons: LexiconSet, key: str = HITS_KEY):
@@ -82,9 +80,7 @@ class LexiconMatcher:
         self.phrase = PhraseMatcher(nlp.vocab, attr="LOWER")
         self.unanchored = Matcher(nlp.vocab)
         self.patterns: list[Matcher] = []
-        self._req: list[list[tuple[str, frozenset[int]]]] = []
-        self._by_lower: dict[int, list[int]] = {}
-        self._by_lemma: dict[int, list[int]] = {}
+        reqs: list[list[tuple[str, frozenset[str]]]] = []
         strings = nlp.vocab.strings
         for ind in lexicons.indicators():
             if ind.phrases:
@@ -94,19 +90,36 @@ class LexiconMatcher:
                 if not req:
                     self.unanchored.add(ind.id, [list(p)])
                     continue
-                pid = len(self.patterns)
                 m = Matcher(nlp.vocab)
                 m.add(ind.id, [list(p)])
                 self.patterns.append(m)
-                anchor = min(range(len(req)), key=lambda i: _commonness(req[i][1]))
-                kind, values = req[anchor]
-                table = self._by_lower if kind == "lower" else self._by_lemma
+                reqs.append(req)
+        # Bit sets: one block of bits per requirement slot j and one bit per pattern
+        # in each block, so bit (j, p) means "pattern p's j-th required token is
+        # here". A pattern with fewer than ``slots`` requirements has its unused bits
+        # always set. A sentence passes pattern p when bit p is set in every block.
+        n_pat = len(self.patterns)
+        self._slots = max((len(r) for r in reqs), default=1)
+        block = -(-max(n_pat, 1) // 64) * 64
+        always = np.zeros((self._slots, block), dtype=bool)
+        # One table for LOWER and LEMMA requirements, keyed by the word's hash: a
+        # token is looked up by both its LOWER and its LEMMA, so a word required as
+        # a lemma is also "met" by a token with that lower form. That only lets a
+        # few more sentences through the gate to the Matcher, which decides.
+        terms: dict[int, list[tuple[int, int]]] = {}  # hash -> (slot, pattern)
+        for pid, req in enumerate(reqs):
+            always[len(req):, pid] = True
+            for j, (_kind, values) in enumerate(req):
                 for v in values:
-                    table.setdefault(strings.add(v), []).append(pid)
-                self._req.append([(k, frozenset(strings.add(v) for v in vals))
-                                  for i, (k, vals) in enumerate(req) if i != anchor])
-        self._lower = np.sort(np.fromiter(self._by_lower, dtype=np.uint64))
-        self._lemma = np.sort(np.fromiter(self._by_lemma, dtype=np.uint64))
+                    terms.setdefault(strings.add(v), []).append((j, pid))
+        self._always = _pack(always)
+        keys = sorted(terms)
+        rows = np.zeros((len(keys), self._slots, block), dtype=bool)
+        for i, h in enumerate(keys):
+            for j, pid in terms[h]:
+                rows[i, j, pid] = True
+        self._keys = np.array(keys, dtype=np.uint64)
+        self._bits = _pack(rows).reshape(len(keys), -1)
 
     def __call__(self, doc: Doc) -> Doc:
         matches = set(self.phrase(doc))
@@ -118,44 +131,48 @@ class LexiconMatcher:
         doc.spans[self.key] = SpanGroup(doc, name=self.key, spans=spans)
         return doc
 
+    def _gated_pairs(self, doc: Doc, starts: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """(sentence index, pattern index) of every sentence that holds all of a
+        pattern's required tokens, sorted by sentence then pattern.
+
+        A sentence's bit set is the OR of its tokens' rows; AND-ing its blocks leaves
+        the bits of the patterns whose requirements are all met.
+        """
+        none = np.empty(0, dtype=np.int64)
+        if not len(self._keys):
+            return none, none
+        vals = doc.to_array([LOWER, LEMMA]).astype(np.uint64, copy=False).ravel()  # lower, lemma, lower, ...
+        pos = np.minimum(np.searchsorted(self._keys, vals), len(self._keys) - 1)
+        hit = np.flatnonzero(self._keys[pos] == vals)
+        if not len(hit):
+            return none, none
+        sent = np.searchsorted(starts, hit // 2, side="right") - 1
+        new = np.empty(len(sent), dtype=bool)  # this hit is the first of its sentence
+        new[0] = True
+        np.not_equal(sent[1:], sent[:-1], out=new[1:])
+        first = np.flatnonzero(new)
+        met = np.bitwise_or.reduceat(self._bits[pos[hit]], first, axis=0)
+        passed = np.bitwise_and.reduce(met.reshape(len(first), self._slots, -1) | self._always, axis=1)
+        row, word = np.nonzero(passed)
+        flags = np.unpackbits(passed[row, word].view(np.uint8).reshape(-1, 8), axis=1, bitorder="little")
+        i, bit = np.nonzero(flags)
+        return sent[first][row[i]], word[i] * 64 + bit
+
     def _anchored_matches(self, doc: Doc) -> list[tuple[int, int, int]]:
-        arr = doc.to_array([LOWER, LEMMA]).astype(np.uint64)
-        low_hit = in_sorted(arr[:, 0], self._lower)
-        lem_hit = in_sorted(arr[:, 1], self._lemma)
-        idx = np.flatnonzero(low_hit | lem_hit)
-        if not len(idx):
-            return []
         sentences = sentence_bounds(doc)
-        starts = np.array([a for a, _ in sentences])
-        bounds = [a for a, _ in sentences] + [len(doc)]
-        sent_ids = (np.searchsorted(starts, idx, side="right") - 1).tolist()
-        todo: dict[int, set[int]] = {}
-        for i, sid in zip(idx.tolist(), sent_ids):
-            pids = todo.setdefault(sid, set())
-            if low_hit[i]:
-                pids.update(self._by_lower[int(arr[i, 0])])
-            if lem_hit[i]:
-                pids.update(self._by_lemma[int(arr[i, 1])])
+        starts = np.array([a for a, _ in sentences], dtype=np.int64)
         out = []
-        for sid, pids in todo.items():
-            s, e = bounds[sid], bounds[sid + 1]
-            lows = lems = None
-            sent = None
-            for pid in pids:
-                ok = True
-                for kind, hashes in self._req[pid]:
-                    if kind == "lower":
-                        lows = lows if lows is not None else set(arr[s:e, 0].tolist())
-                        ok = not hashes.isdisjoint(lows)
-                    else:
-                        lems = lems if lems is not None else set(arr[s:e, 1].tolist())
-                        ok = not hashes.isdisjoint(lems)
-                    if not ok:
-                        break
-                if ok:
-                    sent = sent if sent is not None else doc[s:e]
-                    out.extend((k, a + s, b + s) for k, a, b in self.patterns[pid](sent))
+        for sid, pid in zip(*(a.tolist() for a in self._gated_pairs(doc, starts))):
+            s, e = sentences[sid]
+            out.extend((k, a + s, b + s) for k, a, b in self.patterns[pid](doc[s:e]))
         return out
+
+
+def _pack(flags: np.ndarray) -> np.ndarray:
+    """Boolean array (last axis a multiple of 64) -> 8 flags a byte, viewed as uint64
+    words so that OR and AND take 64 flags at a time. Read back with
+    ``np.unpackbits(words.view(np.uint8), bitorder="little")``."""
+    return np.packbits(flags, axis=-1, bitorder="little").view(np.uint64)
 
 
 @dataclass
