@@ -119,7 +119,7 @@ class LexiconMatcher:
             for j, pid in terms[h]:
                 rows[i, j, pid] = True
         self._keys = np.array(keys, dtype=np.uint64)
-        self._bits = _pack(rows).reshape(len(keys), -1)
+        self._bits = _pack(rows).reshape(len(keys), self._slots * block // 64)
 
     def __call__(self, doc: Doc) -> Doc:
         matches = set(self.phrase(doc))
