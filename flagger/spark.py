@@ -45,6 +45,9 @@ from .errors import InputFileError
 log = logging.getLogger(__name__)
 
 LINE_COL = "_flagger_line"
+# With --to-review only: the note text of flagged rows (None for the rest), so the
+# driver can queue them for review; dropped before anything is written.
+REVIEW_TEXT_COL = "_flagger_review_text"
 
 RESULT_DDL = (
     "id string, status string, categories array<string>, levels array<string>, max_level string, "
@@ -55,7 +58,7 @@ RESULT_DDL = (
 
 
 def _scan_batches(batches: Iterator[Any], read: ReadOptions, engine: EngineConfig,
-                  line_col: str | None) -> Iterator[Any]:
+                  line_col: str | None, review_text: bool = False) -> Iterator[Any]:
     """mapInPandas body: pandas batches of input rows -> pandas batches of result rows."""
     import pandas as pd
 
@@ -66,10 +69,13 @@ def _scan_batches(batches: Iterator[Any], read: ReadOptions, engine: EngineConfi
         for i, raw in enumerate(pdf.to_dict("records")):
             line = raw.get(line_col) if line_col else None
             pairs.append((int(line) if line is not None else None, map_record(raw, read)))
-        rows = [result_row(r) for r in flagger.scan_numbered(pairs)]
-        out = pd.DataFrame(rows, columns=list(RESULT_COLUMNS))
+        results = list(flagger.scan_numbered(pairs))
+        out = pd.DataFrame([result_row(r) for r in results], columns=list(RESULT_COLUMNS))
         if line_col:
             out[line_col] = pdf[line_col].to_numpy()
+        if review_text:
+            out[REVIEW_TEXT_COL] = [rec.get("text") if res.status == "scanned" and res.concerns else None
+                                    for (_, rec), res in zip(pairs, results)]
         yield out
 
 
@@ -89,7 +95,7 @@ def with_line_numbers(df, col: str = LINE_COL):
 
 
 def scan_dataframe(df, *, read: ReadOptions = ReadOptions(), engine: EngineConfig = EngineConfig(),
-                   line_col: str | None = None):
+                   line_col: str | None = None, review_text: bool = False):
     """Scan a DataFrame of notes; returns a DataFrame of result rows (see module doc).
 
     Args:
@@ -99,6 +105,9 @@ def scan_dataframe(df, *, read: ReadOptions = ReadOptions(), engine: EngineConfi
         engine: model and lexicon folder for the Flagger on each executor.
         line_col: a column holding each row's line/row number, for error results and
             ordering; it is kept in the output.
+        review_text: also return ``_flagger_review_text``, the note text of rows with
+            concerns (None elsewhere), for queueing them for review; drop it before
+            writing results anywhere.
 
     Raises:
         InputFileError: the id or text column is missing.
@@ -110,10 +119,10 @@ def scan_dataframe(df, *, read: ReadOptions = ReadOptions(), engine: EngineConfi
     keep = [c for c in dict.fromkeys([read.id_col, read.text_col, *read.meta_cols().values()]) if c in df.columns]
     if line_col:
         keep.append(line_col)
-    ddl = RESULT_DDL + (f", {line_col} long" if line_col else "")
+    ddl = RESULT_DDL + (f", {line_col} long" if line_col else "") + (f", {REVIEW_TEXT_COL} string" if review_text else "")
 
     def fn(batches):
-        return _scan_batches(batches, read, engine, line_col)
+        return _scan_batches(batches, read, engine, line_col, review_text)
 
     return df.select(*keep).mapInPandas(fn, schema=ddl)
 
@@ -156,34 +165,66 @@ def read_export(spark, path: Path, read: ReadOptions):
 
 
 def scan_file(input_path: Path, output: Path | None, *, out_fmt: str = "jsonl", read: ReadOptions = ReadOptions(),
-              engine: EngineConfig = EngineConfig(), master: str = "local[*]", quiet: bool = False) -> ScanStats:
+              engine: EngineConfig = EngineConfig(), master: str = "local[*]", quiet: bool = False,
+              to_review: str | None = None) -> ScanStats:
     """``flagger scan --engine spark``: scan an export with Spark and write the results.
 
     Parquet output is written by Spark as a directory of part files (the way to go on a
     cluster); JSONL/CSV output is streamed back to the driver in input order through
     the same writers as the local engine. Error results carry the 1-based record
-    number as their line (Spark does not see physical lines).
+    number as their line (Spark does not see physical lines). With ``to_review`` (a
+    review store URL) the driver also queues every flagged note for review, as the
+    local engine does (idempotent: a rescan adds no duplicates).
 
     Returns the run's statistics.
     """
+    from .schema import NoteResult
+
     if not Path(input_path).is_file() and not Path(input_path).is_dir():
         raise InputFileError(f"{input_path}: file not found")
     t0 = time.monotonic()
+    if output is not None:
+        Path(output).parent.mkdir(parents=True, exist_ok=True)  # as the local engine does
+    store = None
+    if to_review:
+        from .store import ReviewStore
+
+        store = ReviewStore(to_review)  # opened (and migrated) before the scan: fail early
     spark = get_session(master)
     df = with_line_numbers(read_export(spark, Path(input_path), read))
-    res = scan_dataframe(df, read=read, engine=engine, line_col=LINE_COL)
+    res = scan_dataframe(df, read=read, engine=engine, line_col=LINE_COL, review_text=store is not None)
     stats = ScanStats()
     cols = ["status", "categories", "levels", "error_code", "error_reason", "error_line", *META_FIELDS]
+
+    def enqueue(row: dict[str, Any], result: NoteResult | None = None) -> None:
+        text = row.pop(REVIEW_TEXT_COL, None)
+        if store is not None and text is not None:
+            result = result or result_from_row(row)
+            store.enqueue(result, text, source="batch", team=result.meta.get("team"))
+
     if out_fmt == "parquet":
-        res.orderBy(LINE_COL).drop(LINE_COL).write.mode("overwrite").parquet(str(output))
+        if store is not None:
+            # Scanned once: the write and the queueing read the same persisted results.
+            from pyspark import StorageLevel
+
+            res = res.persist(StorageLevel.MEMORY_AND_DISK)
+        res.orderBy(LINE_COL).drop(LINE_COL, REVIEW_TEXT_COL).write.mode("overwrite").parquet(str(output))
         rows = spark.read.parquet(str(output)).select(*cols).toLocalIterator()
         for r in rows:
             stats.add(_stat_from_row(r.asDict()))
+        if store is not None:
+            for r in res.where(res[REVIEW_TEXT_COL].isNotNull()).orderBy(LINE_COL).drop(LINE_COL).toLocalIterator():
+                enqueue(r.asDict())
+            res.unpersist()
     else:
         sink = make_sink(out_fmt, output)
         batch: list[Any] = []
         for r in res.orderBy(LINE_COL).drop(LINE_COL).toLocalIterator():
-            result = result_from_row(r.asDict())
+            row = r.asDict()
+            text = row.pop(REVIEW_TEXT_COL, None)
+            result = result_from_row(row)
+            if text is not None:
+                enqueue({REVIEW_TEXT_COL: text}, result)
             batch.append(render(result, out_fmt))
             stats.add(record_stat(result, 0))
             if len(batch) >= 500:

@@ -263,3 +263,10 @@ def test_batch_scan_resume_parquet_parts(scan, tmp_path, monkeypatch):
     assert r.exit_code == 3, r.output
     assert pq.read_table(out).to_pylist() == pq.read_table(ref).to_pylist()
     assert not out.with_name(out.name + ".parts").exists()
+
+
+@pytest.mark.parametrize("name", ["results.jsonl", "results.parquet"])
+def test_batch_scan_output_folder_refused_for_local_engine(scan, tmp_path, name):
+    (tmp_path / name).mkdir()
+    r = scan(DATA / "notes.parquet", "-o", tmp_path / name)
+    assert r.exit_code == 2 and "is a folder" in r.output

@@ -63,3 +63,34 @@ def test_batch_spark_cli_matches_local(spark, tmp_path, test_lexicon_dir, name, 
         assert r.exit_code in (0, 3), r.output
         outs[engine] = [json.loads(l) for l in out.read_text().splitlines()]
     assert outs["spark"] == outs["local"]
+
+
+def _queue(url):
+    from sqlalchemy import select
+
+    from flagger.store import Note, ReviewStore, Suggestion
+
+    with ReviewStore(url).session() as s:
+        notes = {n.id: n for n in s.scalars(select(Note)).all()}
+        return sorted((notes[g.note_id].note_key, notes[g.note_id].source, g.category)
+                      for g in s.scalars(select(Suggestion)).all())
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("out_name", ["o.jsonl", "o.parquet"])
+def test_batch_spark_to_review_matches_local_and_is_idempotent(spark, tmp_path, test_lexicon_dir, out_name):
+    from click.testing import CliRunner
+
+    from flagger.cli import main
+
+    queues = {}
+    for engine in ("local", "spark"):
+        url = f"sqlite:///{tmp_path / (engine + '.db')}"
+        for _ in range(2):  # a rescan must not duplicate queue items
+            r = CliRunner().invoke(main, ["scan", str(DATA / "notes.parquet"), "-o", str(tmp_path / engine / out_name),
+                                          "--engine", engine, "--model", "none", "--to-review", url,
+                                          "--lexicon-dir", str(test_lexicon_dir), "-w", "2"])
+            assert r.exit_code in (0, 3), r.output
+        queues[engine] = _queue(url)
+    assert queues["spark"] == queues["local"]
+    assert queues["spark"] and all(src == "batch" for _, src, _ in queues["spark"])

@@ -49,7 +49,7 @@ def _workers_default() -> int:
 
 @click.command("scan", help=SCAN_HELP)
 @click.argument("input_path", metavar="IN", type=click.Path(dir_okay=False, path_type=Path))
-@click.option("-o", "--output", type=click.Path(dir_okay=False, path_type=Path), default=None,
+@click.option("-o", "--output", type=click.Path(path_type=Path), default=None,
               help="Write results here (default: stdout, JSONL). Needed for --resume.")
 @click.option("--output-format", type=click.Choice(["jsonl", "csv", "parquet"]), default=None,
               help="Output format (default: from the -o suffix, else jsonl).")
@@ -100,6 +100,10 @@ def scan_cmd(input_path: Path, output: Path | None, output_format: str | None, f
         raise click.UsageError("--include-text only applies to --report")
     if output is not None and output.resolve() == input_path.resolve():
         raise click.UsageError("-o must not be the input file")
+    # Spark writes Parquet as a folder of part files (rewritten on a rerun); every other
+    # output is one file.
+    if output is not None and output.is_dir() and not (engine == "spark" and out_fmt == "parquet"):
+        raise click.UsageError(f"-o {output.name}: is a folder; give a file name")
     read = b.ReadOptions(fmt=fmt, id_col=id_col, text_col=text_col, case_col=case_col, date_col=date_col,
                          role_col=role_col, team_col=team_col, encoding=encoding, delimiter=delimiter)
     eng = b.EngineConfig(model=model, lexicon_dir=str(lexicon_dir.resolve()) if lexicon_dir else None)
@@ -107,9 +111,7 @@ def scan_cmd(input_path: Path, output: Path | None, output_format: str | None, f
     if engine == "spark":
         if resume:
             raise click.UsageError("--resume is for --engine local; Spark retries failed tasks itself")
-        if to_review:
-            raise click.UsageError("--to-review is for --engine local (the queue needs each note's text)")
-        stats = _run_spark(input_path, output, out_fmt, read, eng, workers, spark_master, quiet)
+        stats = _run_spark(input_path, output, out_fmt, read, eng, workers, spark_master, quiet, to_review)
     else:
         job = b.ScanJob(input_path=input_path, output=output, read=read, out_fmt=out_fmt, engine=eng,
                         workers=workers, chunk_size=chunk_size, resume=resume, to_review=to_review,
@@ -141,13 +143,13 @@ def scan_cmd(input_path: Path, output: Path | None, output_format: str | None, f
         sys.exit(EXIT_PARTIAL if stats.scanned else EXIT_FAILURE)
 
 
-def _run_spark(input_path, output, out_fmt, read, eng, workers, master, quiet):
+def _run_spark(input_path, output, out_fmt, read, eng, workers, master, quiet, to_review=None):
     try:
         from .. import spark as fs
     except ImportError:
         raise click.ClickException("--engine spark needs PySpark: pip install 'flagger[spark]'") from None
     try:
         return fs.scan_file(input_path, output, out_fmt=out_fmt, read=read, engine=eng,
-                            master=master or f"local[{workers}]", quiet=quiet)
+                            master=master or f"local[{workers}]", quiet=quiet, to_review=to_review)
     except FlaggerError as exc:
         raise click.ClickException(exc.message) from None
