@@ -279,8 +279,9 @@ class Flagger:
 
     def _scan_batch(self, batch: list[_Record]) -> Iterator[NoteResult]:
         good = [r for r in batch if r.error is None]
-        docs = [self._context(self._matcher(d)) for d in self.nlp.pipe(normalise(r.text) for r in good)]
-        preds = self.classifier.predict_docs(docs) if self.classifier and docs else [None] * len(docs)
+        texts = [normalise(r.text) for r in good]
+        docs = [self._context(self._matcher(d)) for d in self.nlp.pipe(texts)]
+        preds = self.classifier.predict_docs(docs, texts) if self.classifier and docs else [None] * len(docs)
         scanned = iter(zip(docs, preds))
         for r in batch:
             if r.error is not None:
