@@ -25,6 +25,20 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
+def _wait_ready(proc, url: str, err_log: Path, timeout: float) -> None:
+    """Poll /readyz until the server answers 200; fail with its stderr if it exits."""
+    deadline = time.monotonic() + timeout
+    while True:
+        assert proc.poll() is None, err_log.read_text()
+        try:
+            if httpx.get(f"{url}/readyz", timeout=2).status_code == 200:
+                return
+        except httpx.HTTPError:
+            pass
+        assert time.monotonic() < deadline, f"not ready in {timeout:.0f} s"
+        time.sleep(0.3)
+
+
 @pytest.mark.slow
 def test_api_serve_subprocess_scans_and_shuts_down_gracefully(tmp_path):
     lex = write_lexicons(tmp_path / "lex")
@@ -41,16 +55,7 @@ def test_api_serve_subprocess_scans_and_shuts_down_gracefully(tmp_path):
                                 stdout=o, stderr=e)
         try:
             url = f"http://127.0.0.1:{port}"
-            deadline = time.monotonic() + 90
-            while True:
-                assert proc.poll() is None, err.read_text()
-                try:
-                    if httpx.get(f"{url}/readyz", timeout=2).status_code == 200:
-                        break
-                except httpx.HTTPError:
-                    pass
-                assert time.monotonic() < deadline, "not ready in 90 s"
-                time.sleep(0.3)
+            _wait_ready(proc, url, err, 90)
             auth = {"Authorization": f"Bearer {token}"}
             r = httpx.post(f"{url}/v1/scan", json={"id": "s1", "text": SECRET, "queue": True}, headers=auth)
             assert r.status_code == 200 and r.json()["results"][0]["concerns"][0]["category"] == "county_lines"
@@ -84,16 +89,7 @@ def test_api_serve_two_workers_metrics_add_up(tmp_path):
         proc = subprocess.Popen([FLAGGER, "serve", "--port", str(port), "--model", "none", "--workers", "2"],
                                 env=env, stdout=subprocess.DEVNULL, stderr=e)
     try:
-        deadline = time.monotonic() + 120
-        while True:
-            assert proc.poll() is None, (tmp_path / "err.log").read_text()
-            try:
-                if httpx.get(f"{url}/readyz", timeout=2).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                pass
-            assert time.monotonic() < deadline, "not ready in 120 s"
-            time.sleep(0.3)
+        _wait_ready(proc, url, tmp_path / "err.log", 120)
         auth = {"Authorization": f"Bearer {token}"}
         n = 12
         # Fresh connections, so uvicorn's workers share them out between them.
