@@ -1042,6 +1042,12 @@ def _load_checkpoint(job: ScanJob, versions: dict[str, Any]) -> dict[str, Any]:
     return cp
 
 
+def queue_for_review(store, result, text: str) -> None:
+    """Put one flagged note's suggestions in the review queue, as a batch scan does
+    (both engines): idempotent per note id and text hash, team from the note's meta."""
+    store.enqueue(result, text, source="batch", team=result.meta.get("team"))
+
+
 def _review_store(url: str):
     from .store import ReviewStore
 
@@ -1135,8 +1141,7 @@ def run_scan(job: ScanJob, *, progress_stream: IO[str] | None = None,
         if store is not None:
             for (line, rec), (_, _, rjson) in zip(chunk, out):
                 if rjson is not None:
-                    res = NoteResult.model_validate_json(rjson)
-                    store.enqueue(res, rec["text"], source="batch", team=res.meta.get("team"))
+                    queue_for_review(store, NoteResult.model_validate_json(rjson), rec["text"])
         done_records += len(out)
         progress.update(len(out))
         now = time.monotonic()

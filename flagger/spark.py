@@ -34,6 +34,7 @@ from .batch import (
     is_gzip,
     make_sink,
     map_record,
+    queue_for_review,
     record_stat,
     render,
     result_from_row,
@@ -178,8 +179,6 @@ def scan_file(input_path: Path, output: Path | None, *, out_fmt: str = "jsonl", 
 
     Returns the run's statistics.
     """
-    from .schema import NoteResult
-
     if not Path(input_path).is_file() and not Path(input_path).is_dir():
         raise InputFileError(f"{input_path}: file not found")
     t0 = time.monotonic()
@@ -196,12 +195,6 @@ def scan_file(input_path: Path, output: Path | None, *, out_fmt: str = "jsonl", 
     stats = ScanStats()
     cols = ["status", "categories", "levels", "error_code", "error_reason", "error_line", *META_FIELDS]
 
-    def enqueue(row: dict[str, Any], result: NoteResult | None = None) -> None:
-        text = row.pop(REVIEW_TEXT_COL, None)
-        if store is not None and text is not None:
-            result = result or result_from_row(row)
-            store.enqueue(result, text, source="batch", team=result.meta.get("team"))
-
     if out_fmt == "parquet":
         if store is not None:
             # Scanned once: the write and the queueing read the same persisted results.
@@ -214,7 +207,9 @@ def scan_file(input_path: Path, output: Path | None, *, out_fmt: str = "jsonl", 
             stats.add(_stat_from_row(r.asDict()))
         if store is not None:
             for r in res.where(res[REVIEW_TEXT_COL].isNotNull()).orderBy(LINE_COL).drop(LINE_COL).toLocalIterator():
-                enqueue(r.asDict())
+                row = r.asDict()
+                text = row.pop(REVIEW_TEXT_COL)
+                queue_for_review(store, result_from_row(row), text)
             res.unpersist()
     else:
         sink = make_sink(out_fmt, output)
@@ -223,8 +218,8 @@ def scan_file(input_path: Path, output: Path | None, *, out_fmt: str = "jsonl", 
             row = r.asDict()
             text = row.pop(REVIEW_TEXT_COL, None)
             result = result_from_row(row)
-            if text is not None:
-                enqueue({REVIEW_TEXT_COL: text}, result)
+            if store is not None and text is not None:
+                queue_for_review(store, result, text)
             batch.append(render(result, out_fmt))
             stats.add(record_stat(result, 0))
             if len(batch) >= 500:
