@@ -39,8 +39,9 @@ def _wait_ready(proc, url: str, err_log: Path, timeout: float) -> None:
         time.sleep(0.3)
 
 
-@pytest.mark.slow
-def test_api_serve_subprocess_scans_and_shuts_down_gracefully(tmp_path):
+def _serve_env(tmp_path: Path) -> tuple[dict[str, str], str]:
+    """A minimal environment for `flagger serve` (test lexicons, a SQLite store in
+    tmp_path) and a scanner key made in that store."""
     lex = write_lexicons(tmp_path / "lex")
     env = {"PATH": "/usr/bin:/bin", "HOME": str(tmp_path),
            "FLAGGER_DATABASE_URL": f"sqlite:///{tmp_path / 'review.db'}",
@@ -48,6 +49,12 @@ def test_api_serve_subprocess_scans_and_shuts_down_gracefully(tmp_path):
     from flagger.store import ReviewStore  # keys CLI is tested in test_api_cli.py; save a start-up here
 
     _, token = ReviewStore(env["FLAGGER_DATABASE_URL"]).create_api_key("t", "scanner")
+    return env, token
+
+
+@pytest.mark.slow
+def test_api_serve_subprocess_scans_and_shuts_down_gracefully(tmp_path):
+    env, token = _serve_env(tmp_path)
     port = _free_port()
     out, err = tmp_path / "stdout.log", tmp_path / "stderr.log"
     with open(out, "w") as o, open(err, "w") as e:
@@ -76,13 +83,8 @@ def test_api_serve_subprocess_scans_and_shuts_down_gracefully(tmp_path):
 @pytest.mark.slow
 def test_api_serve_two_workers_metrics_add_up(tmp_path):
     """With --workers 2, every scrape of /metrics counts the scans of both workers."""
-    lex = write_lexicons(tmp_path / "lex")
-    env = {"PATH": "/usr/bin:/bin", "HOME": str(tmp_path), "TMPDIR": str(tmp_path),
-           "FLAGGER_DATABASE_URL": f"sqlite:///{tmp_path / 'review.db'}",
-           "FLAGGER_LEXICON_DIR": str(lex), "FLAGGER_CONTEXT_RULES": str(lex / "context.yml")}
-    from flagger.store import ReviewStore
-
-    _, token = ReviewStore(env["FLAGGER_DATABASE_URL"]).create_api_key("t", "scanner")
+    env, token = _serve_env(tmp_path)
+    env["TMPDIR"] = str(tmp_path)  # where the server makes its metrics folder
     port = _free_port()
     url = f"http://127.0.0.1:{port}"
     with open(tmp_path / "err.log", "w") as e:
