@@ -95,11 +95,7 @@ def main() -> None:
                                         ensure_ascii=False) + "\n")
     c = Counter(n["split"] for n in notes)
     print(f"{len(notes)} notes: {dict(c)}")
-    for split in ("train", "dev", "test"):
-        lab = Counter(l for n in notes if n["split"] == split for l in n["labels"])
-        none = sum(1 for n in notes if n["split"] == split and not n["labels"])
-        print(f"  {split}: no-concern {none}; " + ", ".join(f"{k} {lab[k]}" for k in CATEGORY_KEYS))
-    # The data card's tables, ready to paste.
+    # Per split, as the data card's table (ready to paste).
     print("\n| split | notes | no concern | " + " | ".join(CATEGORY_KEYS) + " |")
     print("|---|---|---|" + "---|" * len(CATEGORY_KEYS))
     for split in ("train", "dev", "test"):
@@ -109,8 +105,9 @@ def main() -> None:
               + " | ".join(str(lab[k]) for k in CATEGORY_KEYS) + " |")
     words = sorted(len(n["text"].split()) for n in notes)
     kinds = Counter(n["kind"] for n in notes)
+    none = sum(1 for n in notes if not n["labels"])
     print(f"\nwords: median {words[len(words) // 2]}, min {words[0]}, max {words[-1]}; "
-          f"no concern {sum(1 for n in notes if not n['labels'])} ({100 * sum(1 for n in notes if not n['labels']) / len(notes):.0f}%); kinds: "
+          f"no concern {none} ({100 * none / len(notes):.0f}%); kinds: "
           + ", ".join(f"{k} {v}" for k, v in kinds.most_common()))
     by_source = Counter(n["source"] for n in notes)
     print("per source file: " + ", ".join(f"{k} {v}" for k, v in sorted(by_source.items())))
