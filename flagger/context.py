@@ -48,7 +48,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 from spacy.language import Language
 from spacy.matcher import Matcher, PhraseMatcher
-from spacy.attrs import LEMMA, LOWER
+from spacy.attrs import IDX, LEMMA, LENGTH, LOWER, ORTH
 from spacy.tokens import Doc, Span
 
 from .errors import LexiconError
@@ -204,6 +204,40 @@ class Trigger:
     start_char: int
     end_char: int
     text: str
+
+
+@dataclass(frozen=True)
+class DocChars:
+    """Per-doc arrays the context engine reads many times: each token's character
+    offset and length, the text, and the tokens that start a list item."""
+
+    idx: Any
+    length: Any
+    text: str
+    breaks: list[int]
+
+
+_NEWLINE_ORTH: dict[int, bool] = {}
+
+
+def doc_chars(doc: Doc) -> DocChars:
+    """:class:`DocChars` for ``doc``, from ``to_array`` rather than token objects.
+
+    ``breaks``: token indices i >= 1 whose previous token is ';' or holds a line
+    break (spaCy keeps line breaks as whitespace tokens; a token's trailing
+    whitespace is at most one space).
+    """
+    a = doc.to_array([IDX, LENGTH, ORTH])
+    strings = doc.vocab.strings
+    semi = strings[";"] if ";" in strings else None
+    breaks = []
+    for i, h in enumerate(a[:-1, 2].tolist(), 1):
+        nl = _NEWLINE_ORTH.get(h)
+        if nl is None:
+            nl = _NEWLINE_ORTH[h] = "\n" in strings[h]
+        if nl or h == semi:
+            breaks.append(i)
+    return DocChars(idx=a[:, 0], length=a[:, 1], text=doc.text, breaks=breaks)
 
 
 @dataclass
@@ -392,11 +426,12 @@ class ContextEngine:
             for h in hashes:
                 self._anchor.setdefault((kind, h), []).append(i)
 
-    def find_triggers(self, doclike: Doc | Span, arr=None) -> list[Trigger]:
+    def find_triggers(self, doclike: Doc | Span, arr=None, chars: "DocChars | None" = None) -> list[Trigger]:
         """Every trigger in a Doc or Span, overlaps resolved, in document order.
 
         Offsets are always token indices into the Doc. ``arr`` is the doc's
-        ``to_array([LOWER, LEMMA])`` when the caller already has it.
+        ``to_array([LOWER, LEMMA])`` and ``chars`` its :func:`doc_chars` when the
+        caller already has them.
         """
         doc = doclike.doc if isinstance(doclike, Span) else doclike
         base = doclike.start if isinstance(doclike, Span) else 0
@@ -416,38 +451,42 @@ class ContextEngine:
                 if all(not hashes.isdisjoint(have[kind]) for kind, hashes in req):
                     found += [(k, s + base, e + base) for k, s, e in m(doclike)]
         raw = []
-        for key, s, e in found:
-            span = doc[s:e]
-            raw.append(Trigger(self._by_key[key], s, e, span.start_char, span.end_char, span.text))
+        if found:
+            # Character offsets from the doc's IDX/LENGTH arrays: building a Span per
+            # trigger to read them was a third of this function's time.
+            pos = chars if chars is not None else doc_chars(doc)
+            text = pos.text
+            for key, s, e in found:
+                a, b = int(pos.idx[s]), int(pos.idx[e - 1] + pos.length[e - 1])
+                raw.append(Trigger(self._by_key[key], s, e, a, b, text[a:b]))
         return resolve_overlaps(raw)
 
     @staticmethod
-    def boundaries(doc: Doc, start: int = 0, end: int | None = None) -> list[int]:
+    def boundaries(doc: Doc, start: int = 0, end: int | None = None, chars: "DocChars | None" = None) -> list[int]:
         """Token indices in [start, end) that start a list item (after ';' or a line
         break). Callers pass one sentence at a time, so sentence starts are the
         ``start`` they pass in."""
         end = len(doc) if end is None else end
-        out = []
-        for i in range(max(start, 1), end):
-            prev = doc[i - 1]
-            if prev.text == ";" or "\n" in prev.text or "\n" in prev.whitespace_:
-                out.append(i)
-        return out
+        breaks = (chars if chars is not None else doc_chars(doc)).breaks
+        return breaks[bisect.bisect_left(breaks, max(start, 1)):bisect.bisect_left(breaks, end)]
 
     def scopes(self, doc: Doc, start: int = 0, end: int | None = None,
                ignore: Sequence[tuple[int, int]] = (),
-               sentences: Sequence[tuple[int, int]] | None = None, arr=None) -> list[Scope]:
+               sentences: Sequence[tuple[int, int]] | None = None, arr=None,
+               chars: "DocChars | None" = None) -> list[Scope]:
         """Scopes of the modifying triggers in tokens [start, end) (default: the whole
         doc), skipping triggers inside ``ignore`` spans. ``sentences`` are the doc's
-        sentence bounds when the caller already has them."""
+        sentence bounds, ``arr`` and ``chars`` as for :meth:`find_triggers`, when the
+        caller already has them."""
         end = len(doc) if end is None else end
-        triggers = self.find_triggers(doc[start:end] if (start, end) != (0, len(doc)) else doc, arr)
+        chars = chars if chars is not None else doc_chars(doc)
+        triggers = self.find_triggers(doc[start:end] if (start, end) != (0, len(doc)) else doc, arr, chars)
         if sentences is None:
             from .pipeline import sentence_bounds
 
             sentences = sentence_bounds(doc)
         sent_starts = [a for a, _ in sentences if start < a < end]
-        bounds = sorted({start, *sent_starts, *self.boundaries(doc, start, end)})
+        bounds = sorted({start, *sent_starts, *self.boundaries(doc, start, end, chars)})
         terminators = [t for t in triggers if t.rule.direction == "terminate"]
         out = []
         for t in triggers:
@@ -477,11 +516,13 @@ class ContextEngine:
         starts = [a for a, _ in bounds]
         out = []
         arr = doc.to_array([LOWER, LEMMA]) if self._gated and spans else None  # once per doc
+        chars = doc_chars(doc) if spans else None
         for s in spans:
             sa, sb = bounds[bisect.bisect_right(starts, s.start) - 1]
             key = (sa, max(sb, s.end))
             if key not in by_sent:
-                by_sent[key] = self.scopes(doc, key[0], key[1], ignore=ignore, sentences=bounds, arr=arr)
+                by_sent[key] = self.scopes(doc, key[0], key[1], ignore=ignore, sentences=bounds, arr=arr,
+                                           chars=chars)
             found = flags_for_target(by_sent[key], s.start, s.end)
             flags = [
                 ContextFlag(attribute=a, rule=t.rule.id, trigger=t.text, start=t.start_char, end=t.end_char)
