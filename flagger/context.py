@@ -203,17 +203,26 @@ class Trigger:
     end: int
     start_char: int
     end_char: int
-    text: str
+    # The matched words. Given as a string, or read from ``doc`` when first asked for:
+    # a note has ~100 triggers (terminators, pronouns) and only the few that flag a hit
+    # ever show their text.
+    text_: str | None = field(default=None, compare=False, repr=False)
+    doc: Doc | None = field(default=None, compare=False, repr=False)
+
+    @property
+    def text(self) -> str:
+        if self.text_ is None:
+            return self.doc[self.start:self.end].text if self.doc is not None else ""
+        return self.text_
 
 
 @dataclass(frozen=True)
 class DocChars:
     """Per-doc arrays the context engine reads many times: each token's character
-    offset and length, the text, and the tokens that start a list item."""
+    offset and length, and the tokens that start a list item."""
 
     idx: Any
     length: Any
-    text: str
     breaks: list[int]
 
 
@@ -237,7 +246,7 @@ def doc_chars(doc: Doc) -> DocChars:
             nl = _NEWLINE_ORTH[h] = "\n" in strings[h]
         if nl or h == semi:
             breaks.append(i)
-    return DocChars(idx=a[:, 0], length=a[:, 1], text=doc.text, breaks=breaks)
+    return DocChars(idx=a[:, 0], length=a[:, 1], breaks=breaks)
 
 
 @dataclass
@@ -256,10 +265,14 @@ def resolve_overlaps(triggers: Sequence[Trigger]) -> list[Trigger]:
     """
     ordered = sorted(triggers, key=lambda t: (-(t.end - t.start), t.start))
     taken: list[Trigger] = []
+    owner: dict[int, tuple[int, int]] = {}  # token -> the (start, end) of the taken trigger on it
     for t in ordered:
-        if any(k.start < t.end and t.start < k.end and (k.start, k.end) != (t.start, t.end) for k in taken):
+        here = (t.start, t.end)
+        if any(owner.get(i, here) != here for i in range(t.start, t.end)):
             continue
         taken.append(t)
+        for i in range(t.start, t.end):
+            owner[i] = here
     return sorted(taken, key=lambda t: (t.start, t.end))
 
 
@@ -455,10 +468,9 @@ class ContextEngine:
             # Character offsets from the doc's IDX/LENGTH arrays: building a Span per
             # trigger to read them was a third of this function's time.
             pos = chars if chars is not None else doc_chars(doc)
-            text = pos.text
             for key, s, e in found:
                 a, b = int(pos.idx[s]), int(pos.idx[e - 1] + pos.length[e - 1])
-                raw.append(Trigger(self._by_key[key], s, e, a, b, text[a:b]))
+                raw.append(Trigger(self._by_key[key], s, e, a, b, doc=doc))
         return resolve_overlaps(raw)
 
     @staticmethod

@@ -365,7 +365,7 @@ def _rule(rule_id: str, direction: str, attribute: str | None = None, max_scope:
 
 def _trigger(rule: ContextRule, start: int, end: int) -> Trigger:
     # Character offsets are not used by the scope functions; keep them plausible.
-    return Trigger(rule=rule, start=start, end=end, start_char=start * 4, end_char=end * 4, text=rule.id)
+    return Trigger(rule=rule, start=start, end=end, start_char=start * 4, end_char=end * 4, text_=rule.id)
 
 
 NEG = _rule("neg.not", "forward", "negated")
