@@ -297,8 +297,10 @@ class Flagger:
             ind = self.lexicons.indicator(span.label_)
             ctx = span._.context
             flags = list(ctx.flags) if ctx is not None else []
+            # Built without re-validation: every field comes from the loaded (validated)
+            # lexicon and the doc's own offsets.
             by_cat[ind.category].append(
-                Evidence(start=span.start_char, end=span.end_char, text=text[span.start_char:span.end_char],
+                Evidence.model_construct(start=span.start_char, end=span.end_char, text=text[span.start_char:span.end_char],
                          category=ind.category, indicator=ind.id, source="lexicon", weight=ind.weight,
                          context=flags, suppressed=bool(ctx is not None and ctx.suppressed))
             )

@@ -158,5 +158,6 @@ def fuse_category(
             threshold=threshold,
         ),
     )
-    unused = suppressed + [h for h in hits if not h.suppressed and h not in active]
+    used = {id(e) for e in active}  # identity: comparing pydantic models field by field cost more
+    unused = suppressed + [h for h in hits if not h.suppressed and id(h) not in used]
     return concern, unused
