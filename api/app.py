@@ -144,7 +144,7 @@ def create_app(settings: Settings | None = None, *, flagger=None, store=None) ->
     app.state.rate_limiter = RateLimiter(per_minute=settings.rate_limit_per_minute, burst=settings.rate_limit_burst)
     app.state.key_cache = KeyCache(settings.api_key_cache_seconds)
     app.state.scan_lock = asyncio.Lock()
-    app.state.key_lock = asyncio.Lock()
+    app.state.key_inflight = {}  # token digest -> the store check in flight (api/auth.py)
 
     app.add_exception_handler(RequestValidationError, _validation_error)
     app.add_exception_handler(FlaggerError, _flagger_error)

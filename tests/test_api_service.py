@@ -150,6 +150,23 @@ def test_api_scan_batch_keeps_order_and_errors_per_note(svc):
     assert [c["category"] for c in results[3]["concerns"]] == ["county_lines"]
 
 
+def test_api_scan_large_batch_in_a_thread_gives_the_same_results(svc, monkeypatch):
+    """Small requests are scanned on the event loop, large ones in a worker thread;
+    both give the same results (api/service.py, INLINE_SCAN_CHARS)."""
+    import api.service as service
+
+    client, _, h = svc
+    notes = [{"id": f"n{i}", "text": t} for i, t in enumerate(
+        ["He went missing again with two phones.", "", "Mum says there is no food in the house.",
+         "Nothing of note today."])]
+    inline = client.post("/v1/scan", json={"notes": notes}, headers=h["scanner"]).json()
+    monkeypatch.setattr(service, "INLINE_SCAN_CHARS", 0)
+    threaded = client.post("/v1/scan", json={"notes": notes}, headers=h["scanner"]).json()
+    assert inline == threaded
+    assert [r["id"] for r in threaded["results"]] == ["n0", "n1", "n2", "n3"]
+    assert any(r["concerns"] for r in threaded["results"])
+
+
 def test_api_scan_negated_hit_is_suppressed_with_rule_in_explanation(svc):
     client, _, h = svc
     r = client.post("/v1/scan", json={"id": "n", "text": "There were no two phones found."}, headers=h["scanner"])
