@@ -31,7 +31,7 @@ from .auth import KeyCache
 from .contracts import SCAN_TAGS
 from .limits import BodyLimitMiddleware, RateLimiter
 from .metrics import AccessMiddleware, Metrics
-from .service import ops, v1
+from .service import LoopScanner, ops, v1
 
 log = logging.getLogger("flagger.api")
 
@@ -120,6 +120,7 @@ def create_app(settings: Settings | None = None, *, flagger=None, store=None) ->
             yield
         finally:
             # uvicorn has stopped taking requests and let those in flight finish.
+            app.state.loop_scanner.close()
             if owns_store and app.state.store is not None:
                 app.state.store.engine.dispose()
             log.info("flagger service stopped")
@@ -144,6 +145,7 @@ def create_app(settings: Settings | None = None, *, flagger=None, store=None) ->
     app.state.rate_limiter = RateLimiter(per_minute=settings.rate_limit_per_minute, burst=settings.rate_limit_burst)
     app.state.key_cache = KeyCache(settings.api_key_cache_seconds)
     app.state.scan_lock = asyncio.Lock()
+    app.state.loop_scanner = LoopScanner()
     app.state.key_inflight = {}  # token digest -> the store check in flight (api/auth.py)
 
     app.add_exception_handler(RequestValidationError, _validation_error)

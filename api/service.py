@@ -6,6 +6,7 @@ an outbound call. Suggestions are never confirmed or referred here.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 import time
@@ -59,11 +60,11 @@ INPUT_ERRORS: dict[int | str, dict[str, Any]] = {
 v1 = APIRouter(prefix="/v1")
 
 # Requests whose notes hold at most this many characters in all (about 1,500 words,
-# roughly 10-30 ms of scanning) are scanned on the event loop itself. Measured with
-# benchmarks/load_test.py (2 workers, 196-word note, wrk): scanning in a worker thread
-# gave p50 8.6 ms at 1 client and 134 req/s at 8 clients; on the loop, 6.5 ms and
-# 332 req/s (p99 at 8 clients 81 -> 38 ms). The thread hand-off and the GIL ping-pong
-# between the loop and the scanning thread cost more than the scan of a short note.
+# roughly 10-30 ms of scanning) are scanned on the event loop by LoopScanner; larger
+# ones in a worker thread. Measured with benchmarks/load_test.py (2 workers, 196-word
+# note, wrk, 2026-11-25): in a worker thread, p50 8.6 ms at 1 client and p99 81 ms at
+# 8 clients (134 req/s); on the loop, 6.5 ms and 41 ms (338 req/s). The thread
+# hand-off and the GIL ping-pong between loop and thread cost more than the scan.
 INLINE_SCAN_CHARS = 10_000
 ops = APIRouter()
 
@@ -72,6 +73,48 @@ _SCAN_EXAMPLES = {
     "batch": {"summary": "A batch, queued for review",
               "value": {"queue": True, "notes": [EXAMPLE_NOTE, {"id": "note-1843", "text": ""}]}},
 }
+
+
+class LoopScanner:
+    """Runs short scans on the event loop one at a time, in the order they arrive.
+
+    Scanning straight inside each request handler was as fast but unfair under load:
+    requests were served in the order the loop happened to read their sockets, and at
+    32 clients on one worker some waited over a second while others went straight
+    through (p99 1.1-3.7 s, against 0.5 s with the thread). Here each request queues a
+    job and waits; one consumer task scans a job, then yields a loop turn, so the loop
+    reads every new request into the queue between two scans and the queue, not
+    socket order, decides who is next. This is asyncio.Queue plus a loop, not a
+    library: no well-kept package schedules CPU-bound work fairly on the loop itself.
+    """
+
+    def __init__(self) -> None:
+        self._queue: asyncio.Queue | None = None
+        self._task: asyncio.Task | None = None
+
+    async def scan(self, flagger, records: list[dict[str, Any]]) -> list[NoteResult]:
+        loop = asyncio.get_running_loop()
+        if self._task is None or self._task.done():
+            self._queue = asyncio.Queue()
+            self._task = loop.create_task(self._run())
+        done = loop.create_future()
+        self._queue.put_nowait((flagger, records, done))
+        return await done
+
+    async def _run(self) -> None:
+        assert self._queue is not None
+        while True:
+            flagger, records, done = await self._queue.get()
+            if not done.cancelled():  # the client went away while it waited
+                try:
+                    done.set_result(list(flagger.scan_many(records)))
+                except Exception as exc:  # noqa: BLE001 - handed to the waiting request
+                    done.set_exception(exc)
+            await asyncio.sleep(0)  # one loop turn between two scans: I/O, replies
+
+    def close(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
 
 
 def _records(notes: list[NoteIn]) -> list[dict[str, Any]]:
@@ -115,9 +158,9 @@ async def scan(
     records = _records(notes)
     if sum(len(r["text"]) for r in records) <= INLINE_SCAN_CHARS:
         # A note or two, what a case system sends when a note is saved: scanned on the
-        # event loop. It takes a few ms, and handing it to a worker thread cost more
-        # than that (see INLINE_SCAN_CHARS).
-        results: list[NoteResult] = list(flagger.scan_many(records))
+        # event loop, first come first served (LoopScanner). It takes a few ms, and
+        # handing it to a worker thread cost more than that (see INLINE_SCAN_CHARS).
+        results: list[NoteResult] = await app.state.loop_scanner.scan(flagger, records)
     else:
         # Bigger batches: in a thread, one scan at a time per worker (the pipeline is
         # CPU-bound; threads would only contend for the GIL), so the loop stays free

@@ -1,4 +1,4 @@
-"""API key cache: shared store checks on a miss, background re-check near expiry."""
+"""API concurrency: key cache (shared store checks, background re-check) and LoopScanner."""
 
 from __future__ import annotations
 
@@ -105,3 +105,63 @@ def test_lookup_ages():
     assert cache.lookup("t") == (p, True)
     cache._items[KeyCache.digest("t")] = (p, time.monotonic() - 11)
     assert cache.lookup("t") == (None, False)
+
+
+# -- LoopScanner (api/service.py): short scans on the loop, first come first served ----
+
+class RecordingFlagger:
+    def __init__(self):
+        self.order = []
+
+    def scan_many(self, records):
+        for r in records:
+            self.order.append(r["id"])
+            time.sleep(0.002)  # CPU-bound work blocks the loop, as a real scan does
+            yield r["id"]
+
+
+def test_loop_scanner_serves_in_arrival_order_and_yields_between_scans():
+    from api.service import LoopScanner
+
+    fl = RecordingFlagger()
+    ticks = []
+
+    async def main():
+        scanner = LoopScanner()
+
+        async def ticker():  # other loop work must run between two scans
+            for _ in range(50):
+                ticks.append(len(fl.order))
+                await asyncio.sleep(0)
+
+        tick = asyncio.create_task(ticker())
+        jobs = [asyncio.create_task(scanner.scan(fl, [{"id": f"n{i}"}])) for i in range(10)]
+        results = await asyncio.gather(*jobs)
+        await tick
+        scanner.close()
+        return results
+
+    results = asyncio.run(main())
+    assert results == [[f"n{i}"] for i in range(10)]
+    assert fl.order == [f"n{i}" for i in range(10)]
+    # the ticker saw the scans advance one at a time, not all ten in one loop turn
+    assert len(set(ticks)) >= 5
+
+
+def test_loop_scanner_skips_a_job_whose_request_went_away():
+    from api.service import LoopScanner
+
+    fl = RecordingFlagger()
+
+    async def main():
+        scanner = LoopScanner()
+        first = asyncio.create_task(scanner.scan(fl, [{"id": "a"}]))
+        gone = asyncio.create_task(scanner.scan(fl, [{"id": "b"}]))
+        await asyncio.sleep(0)  # both queued
+        gone.cancel()
+        assert await first == ["a"]
+        assert await scanner.scan(fl, [{"id": "c"}]) == ["c"]
+        scanner.close()
+
+    asyncio.run(main())
+    assert fl.order == ["a", "c"]
