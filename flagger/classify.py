@@ -164,11 +164,16 @@ class SentenceNoteClassifier:
         """P(category) for each row: the heads' own logistic function, computed as one
         matrix product. Calling predict_proba per head re-validated the input 24 times
         per note (about 10 ms of a 20 ms scan); the numbers are the same."""
+        W, b = self._weights()
+        z = X @ W + b
+        return 1.0 / (1.0 + np.exp(-np.asarray(z)))
+
+    def _weights(self) -> tuple[np.ndarray, np.ndarray]:
+        """The heads' coefficients as one (n_features, 12) matrix and their intercepts."""
         if getattr(self, "_W", None) is None:
             self._W = np.column_stack([self.heads[c].coef_.ravel() for c in CATEGORY_KEYS])
             self._b = np.array([float(self.heads[c].intercept_[0]) for c in CATEGORY_KEYS])
-        z = X @ self._W + self._b
-        return 1.0 / (1.0 + np.exp(-np.asarray(z)))
+        return self._W, self._b
 
     def sentence_and_note_proba(self, sentences: list[str], groups: list[int]) -> tuple[np.ndarray, np.ndarray]:
         """P(category) per sentence (n_sent, 12) and per note (n_notes, 12)."""
@@ -234,14 +239,11 @@ class TfidfClassifier(SentenceNoteClassifier):
         vocabulary, 1-2-grams), then sublinear tf x idf and l2 norm as in ``_tfidf``,
         and the heads' logistic function, on flat numpy arrays.
         """
-        if getattr(self, "_W", None) is None:
-            self._proba(np.zeros((0, len(self.tfidf.idf_)), dtype=np.float32))  # builds _W, _b
-        vocab = self.counter.vocabulary_
-        preprocess = self._preprocess
-        tokenize = self._tokenize
+        _, b = self._weights()
+        preprocess, tokenize = self._analysis()
         rows: list[int] = []
         cols: list[int] = []
-        get = vocab.get
+        get = self.counter.vocabulary_.get
         for r, sentence in enumerate(sentences):
             toks = tokenize(preprocess(sentence))
             grams = toks + [a + " " + b for a, b in zip(toks, toks[1:])]
@@ -250,8 +252,8 @@ class TfidfClassifier(SentenceNoteClassifier):
             rows.extend([r] * len(found))
         n_notes = (max(groups) + 1) if groups else 0
         if not cols:
-            z = np.broadcast_to(self._b, (len(sentences), len(self._b)))
-            zn = np.broadcast_to(self._b, (n_notes, len(self._b)))
+            z = np.broadcast_to(b, (len(sentences), len(b)))
+            zn = np.broadcast_to(b, (n_notes, len(b)))
             return 1.0 / (1.0 + np.exp(-z)), 1.0 / (1.0 + np.exp(-zn))
         r = np.asarray(rows, dtype=np.int64)
         c = np.asarray(cols, dtype=np.int64)
@@ -273,28 +275,24 @@ class TfidfClassifier(SentenceNoteClassifier):
             x += 1.0
         if self.tfidf.use_idf:
             x *= self.tfidf.idf_.take(col)
-        contrib = self._W.take(col, axis=0)
+        W, b = self._weights()
+        contrib = W.take(col, axis=0)
         contrib *= x[:, None]
-        starts = np.flatnonzero(row[1:] != row[:-1]) + 1
-        starts = np.concatenate(([0], starts))
-        z = np.zeros((n_rows, self._W.shape[1]))
+        starts = np.concatenate(([0], np.flatnonzero(row[1:] != row[:-1]) + 1))
+        z = np.zeros((n_rows, W.shape[1]))
         z[row[starts]] = np.add.reduceat(contrib, starts, axis=0) / np.sqrt(np.add.reduceat(x * x, starts))[:, None]
-        z += self._b
+        z += b
         return 1.0 / (1.0 + np.exp(-z))
 
-    @property
-    def _preprocess(self):
-        if getattr(self, "_pre", None) is None:
-            self._pre = self.counter.build_preprocessor()
-            self._tok = self.counter.build_tokenizer()
-            if self.counter.ngram_range != (1, 2) or self.counter.analyzer != "word" or self.counter.stop_words:
-                raise ModelError("the fast TF-IDF path supports word 1-2-grams without stop words only")
-        return self._pre
-
-    @property
-    def _tokenize(self):
-        self._preprocess
-        return self._tok
+    def _analysis(self):
+        """The fitted vectoriser's preprocessor and tokenizer, once checked to be the
+        configuration this scorer reproduces (word 1-2-grams, no stop words, l2 norm)."""
+        if getattr(self, "_parts", None) is None:
+            c, t = self.counter, self.tfidf
+            if c.ngram_range != (1, 2) or c.analyzer != "word" or c.stop_words or t.norm != "l2":
+                raise ModelError("the TF-IDF scorer supports word 1-2-grams, no stop words and l2 norm only")
+            self._parts = (c.build_preprocessor(), c.build_tokenizer())
+        return self._parts
 
     def featurise(self, sentences: list[str], groups: list[int]):
         """Sparse TF-IDF rows per sentence and per note, through scikit-learn (the
