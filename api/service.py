@@ -119,8 +119,8 @@ class LoopScanner:
 
 def _fast_pipeline(flagger) -> bool:
     """Lexicons + context, with TF-IDF or no model: milliseconds a note. The MiniLM
-    model takes ~100 ms a note and releases the GIL in torch, so it stays in a thread
-    (on the loop it halved its throughput, 8.3 -> 5.0 req/s at 8 clients)."""
+    model takes ~100 ms a note, which on the loop would hold every other request
+    (/healthz too) that long; in a thread torch releases the GIL while it computes."""
     clf = getattr(flagger, "classifier", None)
     return clf is None or getattr(clf, "name", "") == "tfidf"
 
