@@ -47,6 +47,8 @@ from fastapi import Depends, HTTPException, Request
 from fastapi.concurrency import run_in_threadpool
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
+log = logging.getLogger("flagger.api")
+
 ROLES = ("scanner", "reviewer", "admin")
 
 bearer = HTTPBearer(auto_error=False, description="An API key from `flagger keys create`, as a Bearer token.")
@@ -111,9 +113,6 @@ class KeyCache:
         with self._lock:
             for digest in [d for d, (p, _) in self._items.items() if p.key_id == key_id]:
                 del self._items[digest]
-
-
-log = logging.getLogger("flagger.api")
 
 
 async def _check_key(app, token: str) -> Principal | None:

@@ -226,9 +226,6 @@ class DocChars:
     breaks: list[int]
 
 
-_NEWLINE_ORTH: dict[int, bool] = {}
-
-
 def doc_chars(doc: Doc) -> DocChars:
     """:class:`DocChars` for ``doc``, from ``to_array`` rather than token objects.
 
@@ -239,13 +236,7 @@ def doc_chars(doc: Doc) -> DocChars:
     a = doc.to_array([IDX, LENGTH, ORTH])
     strings = doc.vocab.strings
     semi = strings[";"] if ";" in strings else None
-    breaks = []
-    for i, h in enumerate(a[:-1, 2].tolist(), 1):
-        nl = _NEWLINE_ORTH.get(h)
-        if nl is None:
-            nl = _NEWLINE_ORTH[h] = "\n" in strings[h]
-        if nl or h == semi:
-            breaks.append(i)
+    breaks = [i for i, h in enumerate(a[:-1, 2].tolist(), 1) if h == semi or "\n" in strings[h]]
     return DocChars(idx=a[:, 0], length=a[:, 1], breaks=breaks)
 
 

@@ -300,9 +300,10 @@ class Flagger:
             # Built without re-validation: every field comes from the loaded (validated)
             # lexicon and the doc's own offsets.
             by_cat[ind.category].append(
-                Evidence.model_construct(start=span.start_char, end=span.end_char, text=text[span.start_char:span.end_char],
-                         category=ind.category, indicator=ind.id, source="lexicon", weight=ind.weight,
-                         context=flags, suppressed=bool(ctx is not None and ctx.suppressed))
+                Evidence.model_construct(
+                    start=span.start_char, end=span.end_char, text=text[span.start_char:span.end_char],
+                    category=ind.category, indicator=ind.id, source="lexicon", weight=ind.weight,
+                    context=flags, suppressed=bool(ctx is not None and ctx.suppressed))
             )
         concerns, leftover = [], []
         for cat in CATEGORY_KEYS:
